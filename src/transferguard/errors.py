@@ -1,0 +1,19 @@
+"""Exceptions raised at the library's boundary; the CLI prints them as one line."""
+
+from __future__ import annotations
+
+
+class TransferGuardError(Exception):
+    """Base class of every error a user can cause with bad input."""
+
+
+class DataError(TransferGuardError):
+    """A dataset is missing, empty, corrupt or in the wrong format."""
+
+
+class CheckpointError(TransferGuardError):
+    """A weights file is unsafe, unreadable or does not fit the architecture."""
+
+
+class ConfigError(TransferGuardError):
+    """An option, spec or name is invalid."""
