@@ -1,0 +1,247 @@
+"""``transferguard`` command line: thin parsing over the library.
+
+Every user error (bad name, bad file, bad ε) ends as one line on stderr and exit code 2; results
+go to files (CSV, Markdown, HTML, PNG) and a short summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+from .errors import ConfigError, TransferGuardError
+
+log = logging.getLogger("transferguard")
+
+
+def parse_eps(text: str) -> list[float]:
+    """'1/255,8/255,0.1' → [0.0039…, 0.0313…, 0.1]; each ε must lie in [0, 1] (pixel units)."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            v = float(Fraction(part))
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"cannot read ε {part!r}: write it in pixel units, e.g. 8/255 or 0.03") from None
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"ε {part} is outside [0, 1]: ε is in pixel units (images are in [0, 1])")
+        out.append(v)
+    if not out:
+        raise ConfigError("no ε given")
+    return out
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import describe_domains
+
+    rows = describe_domains(root=args.root)
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        status = "available" if r.get("available") else f"unavailable ({r.get('reason', '')})"
+        print(f"{r['name']:<{width}}  {status}")
+        print(f"{'':<{width}}  {r.get('description', '')}")
+        print(f"{'':<{width}}  source: {r.get('source', '')}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .experiments import EXPERIMENTS, reproduce
+
+    if args.list or not args.name:
+        width = max(len(n) for n in EXPERIMENTS)
+        for name, exp in EXPERIMENTS.items():
+            print(f"{name:<{width}}  {exp.summary}")
+        return 0
+    df, out = reproduce(args.name, scale=args.scale, seeds=args.seeds, out=args.out,
+                        store=args.store, device=args.device, progress=not args.quiet,
+                        data_root=args.data_root)
+    print(f"{len(df)} result rows → {out / 'results.csv'}")
+    print(f"report → {out / 'report.md'} and {out / 'report.html'}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import load_domain
+    from .methods import create_method
+    from .models import create_model, load_checkpoint, save_checkpoint
+    from .training import TrainConfig, fit
+    from .utils import seed_everything
+
+    dom = load_domain(args.domain, size=args.size, n_train_per_class=args.n_per_class,
+                      seed=args.split_seed, root=args.data_root)
+    source = None
+    if args.source:
+        source, _ = load_checkpoint(args.source)
+    seed_everything(args.seed)
+    options = {}
+    if args.dropout is not None:
+        options["dropout"] = args.dropout
+    if args.lambda_feat is not None:
+        options["lambda_feat"] = args.lambda_feat
+    method = create_method(args.method, **options)
+    model = create_model(args.arch, dom.num_classes, pretrained=args.pretrained)
+    model = method.prepare(model, source, dom.num_classes)
+    cfg = TrainConfig(epochs=None if args.iterations else args.epochs, iterations=args.iterations,
+                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                      momentum=args.momentum, schedule=args.schedule, patience=args.patience,
+                      seed=args.seed, device=args.device, progress=not args.quiet)
+    teacher = source if getattr(method, "needs_teacher", False) else None
+    result = fit(model, method, dom.train, dom.val, cfg, teacher=teacher)
+    from .training import evaluate
+
+    test_acc = evaluate(result.model, dom.test, batch_size=256)
+    meta = {"domain": args.domain, "classes": dom.classes, "method": args.method,
+            "parent": str(args.source) if args.source else None, "seed": args.seed,
+            "metrics": {"best_val_acc": result.best_val_acc, "test_acc": test_acc}}
+    path = save_checkpoint(result.model.cpu(), args.out, meta)
+    print(f"val acc {100 * result.best_val_acc:.2f}%  test acc {100 * test_acc:.2f}%  → {path}")
+    return 0
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import torch
+
+    from . import attacks
+    from ._io import atomic_write
+    from .data import load_domain
+    from .evaluation import adversarial_accuracy, attack_success_rate
+    from .models import load_checkpoint
+    from .utils import resolve_device
+
+    device = resolve_device(args.device)
+    target, tmeta = load_checkpoint(args.target, device=device)
+    crafter = target
+    if args.source:
+        crafter, _ = load_checkpoint(args.source, device=device)
+    dom = load_domain(args.domain, size=args.size, root=args.data_root)
+    if dom.num_classes != target.num_classes:
+        raise ConfigError(f"{args.domain} has {dom.num_classes} classes, the target model "
+                          f"{target.num_classes}")
+    x, y = dom.test.images(), dom.test.y
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+    eps_list = parse_eps(args.eps)
+    gen = torch.Generator().manual_seed(args.seed)
+    clean = attacks.predict(target, x.to(device)).cpu()
+    rows = [{"attack": "none", "eps": 0.0, "metric": "clean_acc",
+             "value": float((clean == y).float().mean())}]
+    mode = "transfer" if args.source else "white-box"
+    for eps in eps_list:
+        xs, ys = [], []
+        for i in range(0, len(y), args.batch_size):
+            xb, yb = x[i:i + args.batch_size].to(device), y[i:i + args.batch_size].to(device)
+            if args.attack == "fgsm":
+                adv = attacks.fgsm(crafter, xb, yb, eps)
+            elif args.attack == "pgd":
+                adv = attacks.pgd(crafter, xb, yb, eps, steps=args.steps, generator=gen)
+            elif args.attack == "feature":
+                adv = attacks.feature_attack(crafter, xb, eps, steps=args.steps, generator=gen)
+            else:
+                adv = attacks.uniform_noise(xb, eps, generator=gen)
+            xs.append(adv.cpu())
+            ys.append(yb.cpu())
+        adv_pred = attacks.predict(target, torch.cat(xs).to(device)).cpu()
+        name = f"{args.attack}-{mode}"
+        for metric, fn in (("adv_acc", lambda c, a: adversarial_accuracy(c, a, y, convention="paper")),
+                           ("adv_acc_cond", lambda c, a: adversarial_accuracy(c, a, y, convention="conditional")),
+                           ("asr", lambda c, a: attack_success_rate(c, a, y))):
+            rows.append({"attack": name, "eps": eps, "metric": metric, "value": fn(clean, adv_pred)})
+    df = pd.DataFrame(rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
+    print(df.pivot_table(index="eps", columns="metric", values="value").to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"→ {out / 'results.csv'}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="transferguard", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 …")
+        sp.add_argument("--data-root", default=None, help="root folder of datasets on disk")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    d = sub.add_parser("datasets", help="list every domain, its size and where its data comes from")
+    d.add_argument("--root", default=None)
+    d.set_defaults(func=cmd_datasets)
+
+    r = sub.add_parser("reproduce", help="regenerate a figure or table of the papers")
+    r.add_argument("name", nargs="?", help="experiment name (see --list)")
+    r.add_argument("--list", action="store_true", help="list the registered experiments")
+    r.add_argument("--scale", default="offline", choices=["offline", "paper"])
+    r.add_argument("--seeds", type=int, default=None, help="number of seeds (default per experiment)")
+    r.add_argument("--out", default=None, help="run folder (default runs/NAME-SCALE)")
+    r.add_argument("--store", default=None, help="model/evaluation cache (default ~/.cache/transferguard/store)")
+    common(r)
+    r.set_defaults(func=cmd_reproduce)
+
+    t = sub.add_parser("train", help="train one model with a transfer method")
+    t.add_argument("--domain", required=True)
+    t.add_argument("--arch", default="dtn")
+    t.add_argument("--method", default="scratch")
+    t.add_argument("--source", default=None, help="checkpoint to transfer from (.safetensors)")
+    t.add_argument("--pretrained", default=None, help="public pre-trained weights file for --arch")
+    t.add_argument("--out", required=True, help="checkpoint path (writes .safetensors and .json)")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--iterations", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=0.01)
+    t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--momentum", type=float, default=0.9)
+    t.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
+    t.add_argument("--patience", type=int, default=None)
+    t.add_argument("--dropout", type=float, default=None, help="spatial dropout after each stage")
+    t.add_argument("--lambda-feat", type=float, default=None)
+    t.add_argument("--n-per-class", type=int, default=None)
+    t.add_argument("--size", type=int, default=32)
+    t.add_argument("--split-seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0)
+    common(t)
+    t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser("attack", help="attack a model white-box, or by transfer from --source")
+    a.add_argument("--target", required=True, help="checkpoint of the attacked model")
+    a.add_argument("--source", default=None, help="craft on this checkpoint instead (black-box transfer)")
+    a.add_argument("--domain", required=True, help="test data (the target's domain)")
+    a.add_argument("--attack", default="fgsm", choices=["fgsm", "pgd", "feature", "noise"])
+    a.add_argument("--eps", default="1/255,2/255,4/255,8/255,16/255,32/255")
+    a.add_argument("--steps", type=int, default=10)
+    a.add_argument("--batch-size", type=int, default=256)
+    a.add_argument("--limit", type=int, default=None, help="attack only the first N test images")
+    a.add_argument("--size", type=int, default=32)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", default="runs/attack")
+    common(a)
+    a.set_defaults(func=cmd_attack)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except TransferGuardError as exc:
+        print(f"transferguard: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("transferguard: interrupted; finished work is kept and will be reused", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

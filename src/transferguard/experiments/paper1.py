@@ -1,0 +1,189 @@
+"""The first paper's experiments (Scratch / FT / CommonInit; white-box and black-box FGSM; γ).
+
+One function, :func:`run_transfer_grid`, computes every figure of the paper from a plan: for each
+task (Domain A → Domain B, optional Domain C), strategy and seed it trains (or loads) Model A and
+Model B, evaluates Model B on Domain B's test split clean, under white-box FGSM, and under
+black-box FGSM crafted on Model A with the true labels, and derives γ. The figures differ only in
+their plans (which tasks, strategies, sample sizes, architectures).
+
+Strategies (paper, Section 3.2):
+
+* ``scratch``: A and B each trained from random initialisation;
+* ``ft``: B initialised from A (head re-initialised only if the class counts differ);
+* ``commoninit``: A and B both initialised from a Model C trained on Domain C.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from ..attacks import fgsm_sweep, predict, transfer_predictions
+from ..evaluation import (
+    adversarial_accuracy,
+    attack_success_rate,
+    input_gradient_norms,
+    transferability_gamma,
+)
+from .spec import DataSpec, ModelSpec, TrainSpec
+
+log = logging.getLogger(__name__)
+
+EPS_255 = (1, 2, 4, 8, 16, 32)
+STRATEGIES = ("scratch", "ft", "commoninit")
+
+
+# ----------------------------------------------------------------------------- plans
+def make_task(a: DataSpec, b: DataSpec, c: DataSpec | None = None, *, name: str | None = None,
+              arch: str = "dtn", **extra: Any) -> dict[str, Any]:
+    """One (Domain A, Domain B, Domain C) task of a plan."""
+    label = name or f"{a.domain}→{b.domain}"
+    return {"task": label, "arch": arch, "A": asdict(a), "B": asdict(b),
+            "C": asdict(c) if c is not None else None, **extra}
+
+
+def make_plan(name: str, scale: str, seeds: int, tasks: list[dict[str, Any]], *,
+              strategies: tuple[str, ...], train: dict[str, TrainSpec],
+              eps_255: tuple[float, ...] = EPS_255, black_box: bool = True,
+              hp_grid: tuple[tuple[float, float], ...] = (), grad_norms: bool = False,
+              eval_batch: int = 500, notes: str = "") -> dict[str, Any]:
+    """A JSON-serialisable plan: everything :func:`run_transfer_grid` needs."""
+    if "commoninit" in strategies and any(t["C"] is None for t in tasks):
+        raise ValueError("commoninit needs a Domain C in every task")
+    return {
+        "experiment": name, "scale": scale, "seeds": list(range(seeds)), "tasks": tasks,
+        "strategies": list(strategies), "train": {k: asdict(v) for k, v in train.items()},
+        "eps": [e / 255 for e in eps_255], "eps_255": list(eps_255), "black_box": black_box,
+        "hp_grid": [list(p) for p in hp_grid], "grad_norms": grad_norms,
+        "eval_batch": eval_batch, "notes": notes,
+    }
+
+
+# ------------------------------------------------------------------------ model specs
+def model_specs(plan: dict[str, Any], task: dict[str, Any], seed: int) -> dict[str, ModelSpec]:
+    """The ModelSpecs of one task and seed: A, B for each strategy, and C."""
+    tr = {k: TrainSpec(**v) for k, v in plan["train"].items()}
+    grid = tuple(tuple(p) for p in plan["hp_grid"])
+    arch = task["arch"]
+    a, b = DataSpec(**task["A"]), DataSpec(**task["B"])
+
+    def spec(data: DataSpec, method: str, parent: ModelSpec | None, train: TrainSpec,
+             label: str) -> ModelSpec:
+        return ModelSpec(data=data, arch=arch, method=method, parent=parent, train=train,
+                         hp_grid=grid, seed=seed, label=label)
+
+    specs: dict[str, ModelSpec] = {}
+    specs["A_scratch"] = spec(a, "scratch", None, tr["source"], f"A scratch {a.domain}")
+    specs["B_scratch"] = spec(b, "scratch", None, tr["target"], f"B scratch {b.domain}")
+    specs["B_ft"] = spec(b, "ft", specs["A_scratch"], tr["finetune"], f"B ft {a.domain}→{b.domain}")
+    if task["C"] is not None and "commoninit" in plan["strategies"]:
+        c = DataSpec(**task["C"])
+        specs["C"] = spec(c, "scratch", None, tr.get("common", tr["source"]), f"C scratch {c.domain}")
+        specs["A_commoninit"] = spec(a, "commoninit", specs["C"], tr["finetune"],
+                                     f"A commoninit {c.domain}→{a.domain}")
+        specs["B_commoninit"] = spec(b, "commoninit", specs["C"], tr["finetune"],
+                                     f"B commoninit {c.domain}→{b.domain}")
+    return specs
+
+
+def strategy_pair(specs: dict[str, ModelSpec], strategy: str) -> tuple[ModelSpec, ModelSpec]:
+    """(Model A, Model B) of a strategy: A crafts the black-box attack, B is attacked."""
+    if strategy == "scratch":
+        return specs["A_scratch"], specs["B_scratch"]
+    if strategy == "ft":
+        return specs["A_scratch"], specs["B_ft"]
+    if strategy == "commoninit":
+        return specs["A_commoninit"], specs["B_commoninit"]
+    raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+
+
+# ------------------------------------------------------------------------- evaluation
+def _test_data(runner: Any, task: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    dom = runner.domain(DataSpec(**task["B"]))
+    return dom.test.images(), dom.test.y
+
+
+def _craft_fgsm(runner: Any, spec: ModelSpec, task: dict[str, Any], plan: dict[str, Any]
+                ) -> dict[float, torch.Tensor]:
+    """FGSM ε-sweep crafted on ``spec``'s model against Domain B's test set with true labels."""
+    def craft() -> dict[float, torch.Tensor]:
+        model, _ = runner.model(spec)
+        x, y = _test_data(runner, task)
+        out: dict[float, list[torch.Tensor]] = {e: [] for e in plan["eps"]}
+        bs = plan["eval_batch"]
+        for i in range(0, len(y), bs):
+            xb, yb = x[i:i + bs].to(runner.device), y[i:i + bs].to(runner.device)
+            for e, adv in fgsm_sweep(model, xb, yb, plan["eps"]).items():
+                out[e].append(adv.cpu())
+        return {e: torch.cat(v) for e, v in out.items()}
+
+    return runner.crafted({"fgsm": spec.key(), "data": task["B"], "eps": plan["eps"]}, craft)
+
+
+def evaluate_strategy(runner: Any, plan: dict[str, Any], task: dict[str, Any], strategy: str,
+                      seed: int) -> list[dict[str, Any]]:
+    """All rows of one (task, strategy, seed): clean, white-box, black-box, γ (+ gradient norms)."""
+    specs = model_specs(plan, task, seed)
+    src, tgt = strategy_pair(specs, strategy)
+    unit = {"unit": "paper1-eval", "target": tgt.key(), "source": src.key(), "eps": plan["eps"],
+            "black_box": plan["black_box"], "grad_norms": plan["grad_norms"], "data": task["B"]}
+
+    def compute() -> list[dict[str, Any]]:
+        model, _ = runner.model(tgt)
+        x, y = _test_data(runner, task)
+        clean = predict(model, x.to(runner.device)).cpu()
+        rows: list[dict[str, Any]] = [_row("none", 0.0, "clean_acc", float((clean == y).float().mean()))]
+        white = _craft_fgsm(runner, tgt, task, plan)
+        a_w = {}
+        for e in plan["eps"]:
+            adv = predict(model, white[e].to(runner.device)).cpu()
+            a_w[e] = adversarial_accuracy(clean, adv, y, convention="paper")
+            rows += _adv_rows("fgsm-white", e, clean, adv, y)
+        if plan["black_box"]:
+            runner.model(src)
+            black = _craft_fgsm(runner, src, task, plan)
+            for e in plan["eps"]:
+                adv = transfer_predictions(black[e].to(runner.device), {"B": model})["B"].cpu()
+                rows += _adv_rows("fgsm-black", e, clean, adv, y)
+                a_b = adversarial_accuracy(clean, adv, y, convention="paper")
+                rows.append(_row("fgsm-black", e, "gamma", transferability_gamma(a_b, a_w[e])))
+        if plan["grad_norms"]:
+            norms = input_gradient_norms(model, x.to(runner.device), y.to(runner.device)).cpu()
+            rows += [dict(_row("none", 0.0, "grad_norm", float(v)), sample=i)
+                     for i, v in enumerate(norms.tolist())]
+        return rows
+
+    rows = runner.cached_eval(unit, compute)
+    a, b = task["A"], task["B"]
+    common = {"experiment": plan["experiment"], "task": task["task"], "method": strategy,
+              "arch": task["arch"], "seed": seed, "domain_a": a["domain"], "domain_b": b["domain"],
+              "n_a": a["n_train_per_class"], "n_b": b["n_train_per_class"],
+              "source": src.key(), "target": tgt.key()}
+    return [{**common, **r} for r in rows]
+
+
+def _row(attack: str, eps: float, metric: str, value: float) -> dict[str, Any]:
+    return {"attack": attack, "eps": eps, "metric": metric, "value": value}
+
+
+def _adv_rows(attack: str, eps: float, clean: torch.Tensor, adv: torch.Tensor,
+              y: torch.Tensor) -> list[dict[str, Any]]:
+    return [
+        _row(attack, eps, "adv_acc", adversarial_accuracy(clean, adv, y, convention="paper")),
+        _row(attack, eps, "adv_acc_cond", adversarial_accuracy(clean, adv, y, convention="conditional")),
+        _row(attack, eps, "asr", attack_success_rate(clean, adv, y)),
+    ]
+
+
+def run_transfer_grid(runner: Any, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Compute every (task, strategy, seed) of the plan; rows in a stable order."""
+    rows: list[dict[str, Any]] = []
+    for seed in plan["seeds"]:
+        for task in plan["tasks"]:
+            for strategy in plan["strategies"]:
+                log.info("%s: %s / %s / seed %d", plan["experiment"], task["task"], strategy, seed)
+                rows += evaluate_strategy(runner, plan, task, strategy, seed)
+    return rows

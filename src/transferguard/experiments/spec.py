@@ -1,0 +1,91 @@
+"""Declarative, hashable descriptions of what to train and what to measure.
+
+A :class:`ModelSpec` fully determines a trained model: domain and sampling, architecture,
+transfer method and its options, the model it starts from (``parent``), training
+hyper-parameters and seed. Its :meth:`~ModelSpec.key` is a hash of that resolved description,
+so the runner trains each distinct model once and finds it again on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+SPEC_VERSION = 1
+
+
+def canonical_hash(obj: Any, length: int = 16) -> str:
+    """Stable hex digest of a JSON-serialisable object (keys sorted, no whitespace)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which domain and how much of it: per-class caps, image size, validation fraction."""
+
+    domain: str
+    size: int = 32
+    n_train_per_class: int | None = None
+    n_test_per_class: int | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+
+    def load_kwargs(self) -> dict[str, Any]:
+        return {"size": self.size, "n_train_per_class": self.n_train_per_class,
+                "n_test_per_class": self.n_test_per_class, "val_fraction": self.val_fraction,
+                "seed": self.split_seed}
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Optimisation hyper-parameters (a subset of :class:`transferguard.training.TrainConfig`)."""
+
+    epochs: int | None = 10
+    iterations: int | None = None
+    batch_size: int = 128
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    schedule: str = "constant"
+    patience: int | None = None
+    eval_every: int | None = None
+    head_weight_decay: float | None = None
+    swa: dict | None = None
+    adv_train: dict | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that determines one trained model."""
+
+    data: DataSpec
+    arch: str
+    method: str = "scratch"
+    parent: ModelSpec | None = None
+    pretrained: str | None = None
+    method_options: dict = field(default_factory=dict)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    hp_grid: tuple[tuple[float, float], ...] = ()
+    seed: int = 0
+    label: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Resolved description; the parent appears as its own full description."""
+        d = asdict(self)
+        d["parent"] = self.parent.to_dict() if self.parent is not None else None
+        d.pop("label")  # a display name never changes what is trained
+        d["version"] = SPEC_VERSION
+        return d
+
+    def key(self) -> str:
+        return canonical_hash(self.to_dict())
+
+    def with_(self, **changes: Any) -> ModelSpec:
+        return replace(self, **changes)
+
+    def describe(self) -> str:
+        base = self.label or f"{self.method}:{self.data.domain}"
+        return f"{base} [{self.arch}, seed {self.seed}]"

@@ -1,0 +1,1 @@
+"""Reports built from results tables: Markdown, HTML and matplotlib figures."""

@@ -1,0 +1,156 @@
+"""Report of a first-paper experiment (Figures 3–5, 10 style), built from the results table alone."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .common import (
+    Finding,
+    bar_plot,
+    findings_markdown,
+    fmt_eps,
+    line_plot,
+    md_table,
+    pct,
+    pivot_mean_std,
+    save_figure,
+    slug,
+)
+
+ORDER = ["scratch", "ft", "commoninit"]
+NAMES = {"scratch": "Scratch", "ft": "FT", "commoninit": "CommonInit"}
+
+
+def _mean(df: pd.DataFrame, **where: Any) -> float:
+    sub = df
+    for k, v in where.items():
+        sub = sub[np.isclose(sub[k], v)] if isinstance(v, float) else sub[sub[k] == v]
+    return float(sub["value"].mean()) if len(sub) else float("nan")
+
+
+def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> str:
+    """Markdown report with tables, PNG figures (written to ``out_dir``) and checked findings."""
+    out_dir = Path(out_dir)
+    df = df.copy()
+    df["method"] = pd.Categorical(df["method"], [m for m in ORDER if m in set(df["method"])])
+    name = plan["experiment"]
+    md = [f"# {name}: robustness of transfer-learned models (paper 1, {plan['scale']} scale)", ""]
+    md += [f"Seeds: {len(plan['seeds'])}. Attack: FGSM, ε in pixel units (x ∈ [0, 1]). "
+           "Adversarial accuracy is the paper's convention: a test sample counts only if it is "
+           "correct on clean **and** on adversarial input, over the whole test set. "
+           "γ = (a_black − a_white) / a_white. The paper's ε = 0.125 in its [−1, 1] space is "
+           "16/255 here.", ""]
+    if plan.get("notes"):
+        md += [f"Notes: {plan['notes']}", ""]
+
+    clean = df[df.metric == "clean_acc"]
+    md += ["## Clean accuracy on Domain B (Figure 3a)", ""]
+    md.append(md_table(pivot_mean_std(clean, "task", "method").rename(columns=NAMES), "task"))
+    bar_plot(clean.assign(method=clean.method.astype(str)), group="task", hue="method",
+             title="Clean accuracy (Domain B)", ylabel="accuracy (%)",
+             path=out_dir / "clean_accuracy.png", order=ORDER)
+    md += ["", "![clean accuracy](clean_accuracy.png)", ""]
+
+    for attack, title, fig in (("fgsm-white", "White-box FGSM on Model B", "Figure 3"),
+                               ("fgsm-black", "Black-box FGSM crafted on Model A", "Figure 4")):
+        sub = df[(df.attack == attack) & (df.metric == "adv_acc")]
+        if sub.empty:
+            continue
+        md += [f"## {title} ({fig} style): adversarial accuracy (%)", ""]
+        for task, g in sub.groupby("task", sort=False):
+            md += [f"### {task}", ""]
+            md.append(md_table(pivot_mean_std(g, "method", "eps", col_fmt=fmt_eps)
+                               .rename(index=NAMES), "strategy"))
+            png = f"{slug(attack)}_{slug(task)}.png"
+            line_plot(g.assign(method=g.method.astype(str).map(NAMES)), x="eps", hue="method",
+                      title=f"{title}: {task}", ylabel="adversarial accuracy (%)",
+                      path=out_dir / png, order=[NAMES[m] for m in ORDER])
+            md += ["", f"![{attack} {task}]({png})", ""]
+
+    gam = df[df.metric == "gamma"]
+    if not gam.empty:
+        md += ["## Transferability γ (Figure 5 style)", ""]
+        for task, g in gam.groupby("task", sort=False):
+            md += [f"### {task}", ""]
+            md.append(md_table(pivot_mean_std(g, "method", "eps", pct=False, col_fmt=fmt_eps)
+                               .rename(index=NAMES), "strategy"))
+            png = f"gamma_{slug(task)}.png"
+            line_plot(g.assign(method=g.method.astype(str).map(NAMES)), x="eps", hue="method",
+                      title=f"γ: {task}", ylabel="γ", pct=False, hline=0.0,
+                      path=out_dir / png, order=[NAMES[m] for m in ORDER])
+            md += ["", f"![gamma {task}]({png})", ""]
+
+    gn = df[df.metric == "grad_norm"]
+    if not gn.empty:
+        md += ["## Input-gradient norms (Figure 10 style)", ""]
+        md += [_grad_norm_section(gn, out_dir)]
+
+    md += ["## Which of the paper's findings held on this run", "",
+           findings_markdown(check_findings(df)), ""]
+    return "\n".join(md)
+
+
+def _grad_norm_section(gn: pd.DataFrame, out_dir: Path) -> str:
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    lines = []
+    for m in ORDER:
+        v = gn[gn.method == m]["value"].to_numpy()
+        if v.size == 0:
+            continue
+        xs = np.sort(v)
+        ax.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=NAMES[m])
+        lines.append(f"| {NAMES[m]} | {np.median(v):.4f} | {np.percentile(v, 90):.4f} | {v.max():.4f} |")
+    ax.set_xscale("log")
+    ax.set_xlabel("‖∇x ℓ(y, f(x))‖₂ (pixel space)")
+    ax.set_ylabel("cumulative fraction")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, out_dir / "grad_norms_cdf.png")
+    head = "| strategy | median | 90th pct | max |\n|---|---|---|---|\n"
+    return head + "\n".join(lines) + "\n\n![gradient norm CDF](grad_norms_cdf.png)\n"
+
+
+def check_findings(df: pd.DataFrame) -> list[Finding]:
+    """Check the paper's claims task by task at the largest ε of the run."""
+    out: list[Finding] = []
+    methods = set(df["method"].astype(str))
+    for task, t in df.groupby("task", sort=False):
+        eps_max = float(t[t.attack != "none"]["eps"].max()) if (t.attack != "none").any() else None
+        cs, cf = _mean(t, metric="clean_acc", method="scratch"), _mean(t, metric="clean_acc", method="ft")
+        if "ft" in methods and not math.isnan(cs):
+            out.append(Finding(f"[{task}] FT has higher clean accuracy than Scratch (Fig. 3a)",
+                               cf > cs, f"FT {pct(cf)} vs Scratch {pct(cs)}"))
+        if eps_max is None:
+            continue
+        e = fmt_eps(eps_max)
+        ws = _mean(t, attack="fgsm-white", metric="adv_acc", method="scratch", eps=eps_max)
+        wf = _mean(t, attack="fgsm-white", metric="adv_acc", method="ft", eps=eps_max)
+        if not math.isnan(ws) and not math.isnan(wf):
+            out.append(Finding(f"[{task}] FT is more robust than Scratch to white-box FGSM (Fig. 3b–f)",
+                               wf > ws, f"adversarial accuracy at ε={e}: FT {pct(wf)} vs Scratch {pct(ws)}"))
+        bs = _mean(t, attack="fgsm-black", metric="adv_acc", method="scratch", eps=eps_max)
+        if math.isnan(bs):
+            continue
+        for m in ("ft", "commoninit"):
+            bm = _mean(t, attack="fgsm-black", metric="adv_acc", method=m, eps=eps_max)
+            if math.isnan(bm):
+                continue
+            out.append(Finding(
+                f"[{task}] {NAMES[m]} is more vulnerable than Scratch to black-box FGSM from Model A (Fig. 4)",
+                bm < bs, f"adversarial accuracy at ε={e}: {NAMES[m]} {pct(bm)} vs Scratch {pct(bs)}"))
+            gs = _mean(t, metric="gamma", method="scratch", eps=eps_max)
+            gm = _mean(t, metric="gamma", method=m, eps=eps_max)
+            out.append(Finding(f"[{task}] γ of {NAMES[m]} is below γ of Scratch (Fig. 5)",
+                               gm < gs, f"γ at ε={e}: {NAMES[m]} {gm:.3f} vs Scratch {gs:.3f}"))
+        gf = _mean(t, metric="gamma", method="ft", eps=eps_max)
+        if not math.isnan(gf):
+            out.append(Finding(f"[{task}] γ of FT drops below 0 at the largest ε (Model A's examples beat "
+                               "white-box ones; the paper saw this on (M, U, S))",
+                               gf < 0, f"γ(FT) at ε={e} = {gf:.3f}"))
+    return out
