@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..reports import paper1 as paper1_report
-from . import paper1, paper1_specs
+from ..reports import paper2 as paper2_report
+from . import paper1, paper1_specs, paper2, paper2_specs
 from .base import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {}
@@ -29,6 +30,28 @@ register(Experiment(
     "fig5", "Paper 1 Fig. 5: transferability γ over ε (same grid as fig4, shared cache)",
     "paper1", lambda s, n: paper1_specs.fig45_plan(s, n, "fig5"), paper1.run_transfer_grid,
     paper1_report.build_report))
+
+
+_RENO = [
+    ("reno-table2", "Paper 2 Table 2: linear / fine-tune / L2-SP / DELTA / re-training: clean acc and ASR",
+     paper2_specs.table2_plan),
+    ("reno-fig1", "Paper 2 Fig. 1: ASR vs weight and feature distance to the pre-trained model",
+     lambda s, n: paper2_specs.table2_plan(s, n, "reno-fig1")),
+    ("reno-table4", "Paper 2 Table 4: DELTA vs Renofeation vs re-training (per architecture)",
+     paper2_specs.table4_plan),
+    ("reno-fig3", "Paper 2 Fig. 3: ablation of dropout and SWA on DELTA, DELTA-R and re-training",
+     paper2_specs.fig3_plan),
+    ("reno-table5", "Paper 2 Table 5: DELTA / Renofeation / re-training with 33% and 66% of the data",
+     paper2_specs.table5_plan),
+    ("reno-table6", "Paper 2 Table 6: DELTA with PGD-3 adversarial training vs Renofeation",
+     paper2_specs.table6_plan),
+    ("reno-table7", "Paper 2 Table 7: dropout and SWA raise DELTA-R's feature-distillation loss",
+     paper2_specs.table7_plan),
+    ("reno-fig4", "Paper 2 Fig. 4: sweeping DELTA's λ_feat never reaches Renofeation's robustness",
+     paper2_specs.fig4_plan),
+]
+for _name, _summary, _plan in _RENO:
+    register(Experiment(_name, _summary, "paper2", _plan, paper2.run_families, paper2_report.build_report))
 
 
 def get_experiment(name: str) -> Experiment:

@@ -39,7 +39,12 @@ def translate_state_dict(model: TGModel, state: Mapping[str, torch.Tensor]
     if all(k in own for k in state):
         return dict(state)
     mapping: dict[str, str] = getattr(model, "source_key_map", {})
-    return {mapping.get(k, k): v for k, v in state.items()}
+    out = {mapping.get(k, k): v for k, v in state.items()}
+    # Source libraries normalise outside the network: keep the model's own constants.
+    for key, value in model.state_dict().items():
+        if key.startswith("normalize.") and key not in out:
+            out[key] = value
+    return out
 
 
 def load_pretrained_file(model: TGModel, path: str | os.PathLike) -> TGModel:

