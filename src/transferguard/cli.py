@@ -226,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", default="runs/attack")
     common(a)
     a.set_defaults(func=cmd_attack)
+
+    from .audit.cli import add_audit_parser
+
+    add_audit_parser(sub, common)
     return p
 
 

@@ -23,6 +23,7 @@ prediction), ties broken by the source feature distance. That is not a black-box
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -70,6 +71,16 @@ def _candidate_list(neuron: str | Sequence[int], candidates: int | str | Sequenc
     return chosen
 
 
+def _as_index(neuron: object) -> int | None:
+    """The neuron as a single index (Python/NumPy int, 0-d tensor), or ``None`` for a set."""
+    if isinstance(neuron, bool | str):
+        return None
+    try:
+        return operator.index(neuron)
+    except TypeError:
+        return None
+
+
 def _fooled_counts(models: Sequence[nn.Module], x: torch.Tensor, x_adv: torch.Tensor,
                    y: torch.Tensor | None) -> torch.Tensor:
     count = torch.zeros(len(x), dtype=torch.long, device=x.device)
@@ -106,11 +117,12 @@ def feature_attack(model: nn.Module, x: torch.Tensor, eps: float, *, steps: int 
     with eval_mode(model):
         with torch.no_grad():
             clean = feature_fn(x).flatten(1)
-        if isinstance(neuron, int) and not isinstance(neuron, bool):
-            if not 0 <= neuron < clean.shape[1]:
+        single = _as_index(neuron)
+        if single is not None:
+            if not 0 <= single < clean.shape[1]:
                 raise ConfigError(f"neuron {neuron} out of range for {clean.shape[1]} "
                                   "penultimate features")
-            idx = torch.full((len(x),), neuron, dtype=torch.long, device=x.device)
+            idx = torch.full((len(x),), single, dtype=torch.long, device=x.device)
             return _run(feature_fn, x, idx, threat, **kwargs)
 
         chosen = _candidate_list(neuron, candidates, clean)

@@ -13,7 +13,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import struct
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -183,16 +185,22 @@ def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                                   ) from None
     else:
         try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # e.g. "unusual pickle protocol": we refuse anyway
+                warnings.simplefilter("ignore")
+                obj = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - every failure means "refused"
             text = str(exc)
-            if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+            match = re.search(r"GLOBAL\s+([\w.]+)", text)
+            if match or "Unsupported global" in text:
+                what = f" would import {match.group(1)}" if match else " needs arbitrary code"
                 raise CheckpointError(
-                    f"refused {p}: it is a pickle that needs arbitrary code to load (not a plain "
-                    "state dict); convert it to safetensors from a trusted environment") from None
-            first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+                    f"refused {p}: it is a pickle that{what} to load (not a plain state dict); "
+                    "convert it to safetensors in a trusted environment") from None
+            noise = ("Weights only load failed", "Please file an issue", "Check the documentation")
+            first = next((ln.strip() for ln in text.splitlines() if ln.strip()
+                          and not any(n in ln for n in noise)), type(exc).__name__)
             raise CheckpointError(f"{p} is neither a safetensors nor a PyTorch weights file "
-                                  f"({first})") from None
+                                  f"({first[:200]})") from None
     obj = _unwrap(obj)
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{p} does not contain a state dict (got {type(obj).__name__})")

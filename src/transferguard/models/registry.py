@@ -21,7 +21,13 @@ from .efficientnet_lite import (
     efficientnet_lite2,
     lite_weights_available,
 )
-from .torchvision_models import mobilenet_v2, resnet18, resnet50, resnet101
+from .torchvision_models import (
+    mobilenet_v2,
+    resnet18,
+    resnet50,
+    resnet101,
+    torchvision_weight_files,
+)
 from .wideresnet import WideResNet
 
 Factory = Callable[..., TGModel]
@@ -89,16 +95,22 @@ ARCHS: dict[str, Factory] = {
     "efficientnet_lite2": efficientnet_lite2,
 }
 
+def _hub_has(arch: str) -> bool:
+    from ._pretrained import hub_checkpoint_path
+
+    return any(hub_checkpoint_path(f).is_file() for f in torchvision_weight_files(arch))
+
+
 _TV_SOURCE = "torchvision ImageNet file in the torch hub cache or a local path (never downloaded)"
 _INFO: dict[str, tuple[int, str, tuple, int, Callable[[], bool], str]] = {
     "dtn": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none (train it: paper-1 Model A/C)"),
     "wrn": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none"),
     "wrn-28-10": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none"),
     "wrn-16-4": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none"),
-    "resnet18": (224, "imagenet", IMAGENET, 4, lambda: False, _TV_SOURCE),
-    "resnet50": (224, "imagenet", IMAGENET, 4, lambda: False, _TV_SOURCE),
-    "resnet101": (224, "imagenet", IMAGENET, 4, lambda: False, _TV_SOURCE),
-    "mobilenet_v2": (224, "imagenet", IMAGENET, 5, lambda: False, _TV_SOURCE),
+    "resnet18": (224, "imagenet", IMAGENET, 4, lambda: _hub_has("resnet18"), _TV_SOURCE),
+    "resnet50": (224, "imagenet", IMAGENET, 4, lambda: _hub_has("resnet50"), _TV_SOURCE),
+    "resnet101": (224, "imagenet", IMAGENET, 4, lambda: _hub_has("resnet101"), _TV_SOURCE),
+    "mobilenet_v2": (224, "imagenet", IMAGENET, 5, lambda: _hub_has("mobilenet_v2"), _TV_SOURCE),
 }
 for _v, _size in ((0, 224), (1, 240), (2, 260)):
     _INFO[f"efficientnet_lite{_v}"] = (
@@ -143,6 +155,8 @@ def create_model(arch: str, num_classes: int, *, pretrained: Any = None,
         try:
             model = factory(num_classes, pretrained=pretrained, **kwargs)
         except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
             raise ConfigError(f"bad options for {arch!r}: {exc}") from None
     if spatial_dropout:
         model.set_spatial_dropout(spatial_dropout)

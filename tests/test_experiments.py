@@ -1,0 +1,122 @@
+"""Experiments: every plan resolves at both scales; a tiny grid runs end to end, caches, reports."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from transferguard.data import DOMAINS
+from transferguard.experiments import EXPERIMENTS, Runner, Store
+from transferguard.experiments import paper1, paper2
+from transferguard.experiments.base import RESULT_COLUMNS
+from transferguard.experiments.reproduce import results_frame
+from transferguard.experiments.spec import DataSpec, ModelSpec, TrainSpec
+from transferguard.methods import create_method
+from transferguard.models import ARCHS
+from transferguard.reports import paper1 as r1
+from transferguard.reports import paper2 as r2
+
+
+def _model_specs(plan: dict) -> list[ModelSpec]:
+    specs = []
+    if "families" in plan:
+        for fam in plan["families"]:
+            for seed in fam["seeds"]:
+                for arch in fam["archs"]:
+                    for t in fam["targets"]:
+                        for row in fam["methods"]:
+                            specs.append(paper2.target_spec(fam, arch, DataSpec(**t), row, seed))
+    else:
+        for seed in plan["seeds"]:
+            for task in plan["tasks"]:
+                specs += list(paper1.model_specs(plan, task, seed).values())
+    return specs
+
+
+@pytest.mark.parametrize("scale", ["offline", "paper"])
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_every_experiment_resolves_and_validates(name: str, scale: str) -> None:
+    plan = EXPERIMENTS[name].plan(scale, 2)
+    json.dumps(plan)  # the resolved spec is JSON
+    specs = _model_specs(plan)
+    assert specs
+    for spec in specs:
+        chain = [spec]
+        while chain[-1].parent is not None:
+            chain.append(chain[-1].parent)
+        for s in chain:
+            assert s.arch in ARCHS, s.arch
+            if s.method != "pretrained":
+                assert s.data.domain in DOMAINS, s.data.domain
+                create_method(s.method, **s.method_options)
+        assert len(spec.key()) == 16
+    assert len({s.key() for s in specs}) <= len(specs)
+
+
+def test_spec_key_depends_on_parent_and_not_on_label() -> None:
+    a = ModelSpec(DataSpec("mnist5k"), "dtn", label="x")
+    b = ModelSpec(DataSpec("ucidigits"), "dtn", method="ft", parent=a)
+    assert a.key() == a.with_(label="y").key()
+    assert b.key() != b.with_(parent=a.with_(seed=1)).key()
+
+
+TINY = TrainSpec(epochs=None, iterations=6, batch_size=32, eval_every=3)
+
+
+def _tiny_plan1() -> dict:
+    a = DataSpec("ucidigits", n_train_per_class=12, n_test_per_class=5)
+    b = DataSpec("mnist5k", n_train_per_class=6, n_test_per_class=4)
+    c = DataSpec("mnist5k", n_train_per_class=12, n_test_per_class=2, split_seed=1)
+    tasks = [paper1.make_task(a, b, c, name="U→M")]
+    return paper1.make_plan("tiny", "offline", 1, tasks, strategies=("scratch", "ft", "commoninit"),
+                            train={k: TINY for k in ("source", "common", "target", "finetune")},
+                            eps_255=(2, 16), grad_norms=True)
+
+
+def test_paper1_grid_end_to_end_caches_and_reports(tmp_path) -> None:
+    plan = _tiny_plan1()
+    runner = Runner(Store(tmp_path / "store"), device="cpu", progress=False)
+    rows = paper1.run_transfer_grid(runner, plan)
+    # models: A, B scratch, B ft, C, A ci, B ci — A_scratch shared by scratch and ft
+    assert runner.counters["trained"] == 6
+    df = results_frame(rows)
+    assert list(df.columns[:len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    assert set(df.method) == {"scratch", "ft", "commoninit"}
+    assert {"clean_acc", "adv_acc", "adv_acc_cond", "asr", "gamma", "grad_norm"} <= set(df.metric)
+    assert df[df.metric != "gamma"]["value"].between(0, 1e6).all()
+    n_test = 40
+    assert (df.metric == "grad_norm").sum() == 3 * n_test
+    md = r1.build_report(df, tmp_path, plan)
+    assert "held on this run" in md and (tmp_path / "gamma_u-m.png").exists()
+
+    # a second run over the same store recomputes nothing and gives the same table
+    again = Runner(Store(tmp_path / "store"), device="cpu", progress=False)
+    df2 = results_frame(paper1.run_transfer_grid(again, plan))
+    assert again.counters["trained"] == 0 and again.counters["evaluated"] == 0
+    pd.testing.assert_frame_equal(df, df2)
+
+
+def test_paper2_grid_end_to_end(tmp_path) -> None:
+    src = paper2.trained_source(DataSpec("mnist5k", n_train_per_class=10, n_test_per_class=2),
+                                "dtn", TINY)
+    rows_ = [paper2.method_row("fine-tune", "ft", TINY), paper2.method_row("re-training", "scratch", TINY),
+             paper2.method_row("renofeation", "renofeation",
+                               TrainSpec(**{**TINY.__dict__, "swa": {"iterations": 4, "average_every": 2}}))]
+    fam = paper2.make_plan("tiny2", "offline", 1, source=src, arch="dtn",
+                           targets=[DataSpec("ucidigits", n_train_per_class=8, n_test_per_class=3)],
+                           methods=rows_, attack={"eps": 8 / 255, "steps": 3, "step_size": 0.01,
+                                                  "m": 1000.0, "neuron": 0, "restarts": 1},
+                           feature_loss=True)
+    fam["family"] = "syn"
+    plan = {"experiment": "tiny2", "scale": "offline", "families": [fam], "notes": ""}
+    runner = Runner(Store(tmp_path / "store"), device="cpu", progress=False)
+    df = results_frame(paper2.run_families(runner, plan))
+    assert runner.counters["trained"] == 4  # source + three targets
+    assert runner.counters["crafted"] == 2  # one feature batch + one noise batch for all targets
+    got = set(zip(df.attack, df.metric, strict=True))
+    assert {("none", "clean_acc"), ("feature", "asr"), ("noise", "asr"), ("none", "weight_distance"),
+            ("none", "feature_distance"), ("none", "feature_loss")} <= got
+    md = r2.build_report(df, tmp_path, plan)
+    assert "Renofeation" in md and "ASR" in md

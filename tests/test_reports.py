@@ -1,0 +1,85 @@
+"""Reports are built from a results table alone: a hand-written table gives known findings."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from transferguard.experiments import EXPERIMENTS
+from transferguard.reports import paper1 as r1
+from transferguard.reports import paper2 as r2
+from transferguard.reports.common import fmt_eps, markdown_to_html, mean_std
+
+
+def _p1_rows(ft_black: float) -> list[dict]:
+    rows = []
+    eps = [4 / 255, 16 / 255]
+    for seed in (0, 1):
+        for method, clean, white, black, gamma in (
+            ("scratch", 0.80, [0.5, 0.2], [0.7, 0.6], None),
+            ("ft", 0.90, [0.6, 0.4], [0.5, ft_black], None),
+        ):
+            base = {"experiment": "t", "task": "M→U", "method": method, "arch": "dtn", "seed": seed}
+            rows.append({**base, "attack": "none", "eps": 0.0, "metric": "clean_acc", "value": clean})
+            for e, w, b in zip(eps, white, black, strict=True):
+                rows.append({**base, "attack": "fgsm-white", "eps": e, "metric": "adv_acc", "value": w})
+                rows.append({**base, "attack": "fgsm-black", "eps": e, "metric": "adv_acc", "value": b})
+                rows.append({**base, "attack": "fgsm-black", "eps": e, "metric": "gamma",
+                             "value": (b - w) / w})
+    return rows
+
+
+def test_paper1_findings_from_fixed_table() -> None:
+    df = pd.DataFrame(_p1_rows(ft_black=0.1))
+    found = {f.claim.split("] ")[1][:30]: f.held for f in r1.check_findings(df)}
+    assert found["FT has higher clean accuracy t"] is True
+    assert found["FT is more robust than Scratch "] is True
+    assert found["FT is more vulnerable than Scr"] is True          # 0.1 < 0.6
+    assert found["γ of FT drops below 0 at the l"] is True          # (0.1-0.4)/0.4 < 0
+    df2 = pd.DataFrame(_p1_rows(ft_black=0.9))
+    found2 = {f.claim.split("] ")[1][:30]: f.held for f in r1.check_findings(df2)}
+    assert found2["FT is more vulnerable than Scr"] is False
+    assert found2["γ of FT drops below 0 at the l"] is False
+
+
+def test_paper1_report_writes_tables_and_figures(tmp_path) -> None:
+    df = pd.DataFrame(_p1_rows(ft_black=0.1))
+    plan = {"experiment": "t", "scale": "offline", "seeds": [0, 1], "notes": ""}
+    md = r1.build_report(df, tmp_path, plan)
+    assert "| Scratch | 20.0 | " in md.replace("20.0 ± 0.0", "20.0") or "| Scratch |" in md
+    assert "4 of" in md or "held on this run" in md
+    for png in ("clean_accuracy.png", "fgsm-white_m-u.png", "fgsm-black_m-u.png", "gamma_m-u.png"):
+        assert (tmp_path / png).stat().st_size > 1000, png
+    html = markdown_to_html(md, tmp_path, "t")
+    assert html.count("data:image/png;base64,") == 4
+
+
+def test_paper2_findings_from_fixed_table(tmp_path) -> None:
+    rows = []
+    vals = {"fine-tune": (0.9, 0.8, 0.1), "re-training": (0.7, 0.1, 0.08), "delta": (0.92, 0.85, 0.1),
+            "renofeation": (0.9, 0.12, 0.1), "linear": (0.8, 0.95, 0.1)}
+    for m, (clean, asr, noise) in vals.items():
+        base = {"experiment": "t", "task": "fashion", "method": m, "arch": "dtn", "seed": 0,
+                "family": "syn"}
+        rows += [{**base, "attack": "none", "eps": 0.0, "metric": "clean_acc", "value": clean},
+                 {**base, "attack": "feature", "eps": 8 / 255, "metric": "asr", "value": asr},
+                 {**base, "attack": "noise", "eps": 8 / 255, "metric": "asr", "value": noise}]
+    df = pd.DataFrame(rows)
+    found = {f.claim.split("] ")[1][:25]: f.held for f in r2.check_findings(df, "syn", list(vals))}
+    assert found["the attack crafted on the"] is True
+    assert found["the linear probe is the m"] is True
+    assert found["Renofeation is far more r"] is True
+    assert found["Renofeation's clean accur"] is True
+    assert found["DELTA has the best clean "] is True
+
+
+def test_formatting_helpers() -> None:
+    assert fmt_eps(8 / 255) == "8/255"
+    assert fmt_eps(0.0) == "0"
+    assert mean_std(pd.Series([0.5])) == "50.0"
+    assert mean_std(pd.Series([0.5, 0.7])) == "60.0 ± 14.1"
+
+
+def test_every_experiment_listed_with_summary() -> None:
+    assert {"demo", "fig3", "fig4", "fig5", "reno-table2", "reno-table4", "reno-fig1",
+            "reno-fig3"} <= set(EXPERIMENTS)
+    assert all(e.summary for e in EXPERIMENTS.values())
