@@ -208,3 +208,8 @@ def test_fashion_real_data():
     assert _counts(d.test.y, 10) == [10] * 10
     assert d.train.x.shape[1:] == (3, 32, 32) and int(d.train.x[:, :, :2].max()) == 0
     assert float(d.train.x.float().std()) > 40
+
+
+def test_download_refused_where_no_downloader(tmp_path):
+    with pytest.raises(DataError, match="cannot be downloaded automatically.*CUB_200_2011"):
+        load_domain("cub200", root=tmp_path, download=True)

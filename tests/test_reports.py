@@ -28,17 +28,23 @@ def _p1_rows(ft_black: float) -> list[dict]:
     return rows
 
 
+def held(findings, prefix: str):
+    """The verdict of the one finding whose claim (after the [task] tag) starts with ``prefix``."""
+    hits = [f.held for f in findings if f.claim.split("] ", 1)[1].startswith(prefix)]
+    assert len(hits) == 1, (prefix, [f.claim for f in findings])
+    return hits[0]
+
+
 def test_paper1_findings_from_fixed_table() -> None:
-    df = pd.DataFrame(_p1_rows(ft_black=0.1))
-    found = {f.claim.split("] ")[1][:30]: f.held for f in r1.check_findings(df)}
-    assert found["FT has higher clean accuracy t"] is True
-    assert found["FT is more robust than Scratch "] is True
-    assert found["FT is more vulnerable than Scr"] is True          # 0.1 < 0.6
-    assert found["γ of FT drops below 0 at the l"] is True          # (0.1-0.4)/0.4 < 0
-    df2 = pd.DataFrame(_p1_rows(ft_black=0.9))
-    found2 = {f.claim.split("] ")[1][:30]: f.held for f in r1.check_findings(df2)}
-    assert found2["FT is more vulnerable than Scr"] is False
-    assert found2["γ of FT drops below 0 at the l"] is False
+    found = r1.check_findings(pd.DataFrame(_p1_rows(ft_black=0.1)))
+    assert held(found, "FT has higher clean accuracy") is True
+    assert held(found, "FT is more robust than Scratch") is True
+    assert held(found, "FT is more vulnerable than Scratch") is True   # 0.1 < 0.6
+    assert held(found, "γ of FT is below") is True
+    assert held(found, "γ of FT drops below 0") is True                # (0.1-0.4)/0.4 < 0
+    found2 = r1.check_findings(pd.DataFrame(_p1_rows(ft_black=0.9)))
+    assert held(found2, "FT is more vulnerable than Scratch") is False
+    assert held(found2, "γ of FT drops below 0") is False
 
 
 def test_paper1_report_writes_tables_and_figures(tmp_path) -> None:
@@ -64,12 +70,13 @@ def test_paper2_findings_from_fixed_table(tmp_path) -> None:
                  {**base, "attack": "feature", "eps": 8 / 255, "metric": "asr", "value": asr},
                  {**base, "attack": "noise", "eps": 8 / 255, "metric": "asr", "value": noise}]
     df = pd.DataFrame(rows)
-    found = {f.claim.split("] ")[1][:25]: f.held for f in r2.check_findings(df, "syn", list(vals))}
-    assert found["the attack crafted on the"] is True
-    assert found["the linear probe is the m"] is True
-    assert found["Renofeation is far more r"] is True
-    assert found["Renofeation's clean accur"] is True
-    assert found["DELTA has the best clean "] is True
+    found = r2.check_findings(df, "syn", list(vals))
+    assert held(found, "the attack crafted on the pre-trained model") is True
+    assert held(found, "the linear probe is the most vulnerable") is True
+    assert held(found, "Renofeation is far more robust") is True
+    assert held(found, "Renofeation's clean accuracy") is True
+    assert held(found, "DELTA has the best clean") is True
+    assert held(found, "re-training has lower clean") is True
 
 
 def test_formatting_helpers() -> None:

@@ -196,13 +196,14 @@ def fit(model: TGModel, method: Any, train: Split, val: Split | None, config: Tr
         optimizer.load_state_dict(ck["optimizer"])
         batches.load_state_dict(ck["data"])
         adv_gen.set_state(ck["adv_gen"])
+        log.info("%s: resumed from %s at iteration %d", config.desc, ckpt_path, st["iteration"])
+    method.setup(model, teacher, train, device)  # a no-op when its state came from the checkpoint
+    if resumed:
         torch.set_rng_state(ck["rng_cpu"])
         if ck["rng_cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ck["rng_cuda"])
-        log.info("%s: resumed from %s at iteration %d", config.desc, ckpt_path, st["iteration"])
     else:
         torch.manual_seed(config.seed)
-    method.setup(model, teacher, train, device)
 
     def save() -> None:
         if ckpt_path is None:
