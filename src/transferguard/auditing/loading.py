@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..data import Domain, Split, load_domain
 from ..data._finegrained import _class_folders, decode_images
@@ -111,6 +112,19 @@ def _build(arch: str, num_classes: int, **kwargs: Any) -> TGModel:
         raise CheckpointError(f"cannot build {arch!r}: {str(exc).splitlines()[0][:200]}") from None
 
 
+def _load_checkpoint(path: Path, spec: str, role: str, arch: str | None,
+                     device: torch.device | str) -> LoadedModel:
+    """A transferguard checkpoint (weights + sidecar); ``arch`` (when given) must match it."""
+    try:
+        model, sidecar = load_checkpoint(path, device="cpu")
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise CheckpointError(f"--{role}: cannot load checkpoint {path}: "
+                              f"{str(exc).splitlines()[0][:200]}") from None
+    if arch is not None and model.arch != arch and not arch.startswith("timm:"):
+        raise CheckpointError(f"--{role}: {path} is a {model.arch!r} checkpoint, not {arch!r}")
+    return LoadedModel(model.to(device).eval(), spec, model.arch, str(path), sidecar)
+
+
 def load_model(spec: str, *, role: str, require_weights: bool,
                device: torch.device | str = "cpu") -> LoadedModel:
     """Build and load the model named by ``spec`` (see the module doc); eval mode on ``device``.
@@ -119,6 +133,11 @@ def load_model(spec: str, *, role: str, require_weights: bool,
     :class:`ConfigError` (bad name) or :class:`CheckpointError` (bad or unsafe weights).
     """
     arch, weights = split_model_spec(spec)
+    bare = Path(spec).expanduser()
+    if weights is None and (bare.is_file() or bare.with_name(bare.name + ".safetensors").is_file()):
+        if _sidecar_of(bare) is None:
+            raise ConfigError(f"--{role} {spec!r}: name the architecture too, e.g. dtn:{spec}")
+        return _load_checkpoint(bare, spec, role, None, device)
     info = arch_info(arch)  # ConfigError for an unknown architecture
     if weights is None:
         if require_weights:
@@ -137,14 +156,7 @@ def load_model(spec: str, *, role: str, require_weights: bool,
         raise CheckpointError(f"--{role}: weights file not found: {path}")
     side = _sidecar_of(path) if path.suffix != ".json" else path
     if side is not None and (path.suffix in (".safetensors", ".json")):
-        try:
-            model, sidecar = load_checkpoint(path, device="cpu")
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise CheckpointError(f"--{role}: cannot load checkpoint {path}: "
-                                  f"{str(exc).splitlines()[0][:200]}") from None
-        if model.arch != arch and not arch.startswith("timm:"):
-            raise CheckpointError(f"--{role}: {path} is a {model.arch!r} checkpoint, not {arch!r}")
-        return LoadedModel(model.to(device).eval(), spec, model.arch, str(path), sidecar)
+        return _load_checkpoint(path, spec, role, arch, device)
 
     state = load_weights_file(path)  # safe: safetensors or weights_only=True; NaN/inf refused
     probe = _build(arch, 10)
@@ -231,6 +243,8 @@ def _read_folder(path: Path, size: int) -> tuple[list[str], np.ndarray, np.ndarr
     y = np.array([k for k, (_, fs) in enumerate(groups) for _ in fs], dtype=np.int64)
     try:
         x = decode_images(files, size, f"reading {path.name}")
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"refused an image in {path}: {exc}") from None
     except MemoryError:
         raise DataError(f"image folder {path} is too large to hold in memory") from None
     return classes, x, y

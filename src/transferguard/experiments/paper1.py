@@ -49,7 +49,7 @@ def make_plan(name: str, scale: str, seeds: int, tasks: list[dict[str, Any]], *,
               strategies: tuple[str, ...], train: dict[str, TrainSpec],
               eps_255: tuple[float, ...] = EPS_255, black_box: bool = True,
               hp_grid: tuple[tuple[float, float], ...] = (), grad_norms: bool = False,
-              eval_batch: int = 500, notes: str = "") -> dict[str, Any]:
+              eval_batch: int = 500, vary: str | None = None, notes: str = "") -> dict[str, Any]:
     """A JSON-serialisable plan: everything :func:`run_transfer_grid` needs."""
     if "commoninit" in strategies and any(t["C"] is None for t in tasks):
         raise ValueError("commoninit needs a Domain C in every task")
@@ -58,7 +58,7 @@ def make_plan(name: str, scale: str, seeds: int, tasks: list[dict[str, Any]], *,
         "strategies": list(strategies), "train": {k: asdict(v) for k, v in train.items()},
         "eps": [e / 255 for e in eps_255], "eps_255": list(eps_255), "black_box": black_box,
         "hp_grid": [list(p) for p in hp_grid], "grad_norms": grad_norms,
-        "eval_batch": eval_batch, "notes": notes,
+        "eval_batch": eval_batch, "vary": vary, "notes": notes,
     }
 
 
@@ -162,6 +162,8 @@ def evaluate_strategy(runner: Any, plan: dict[str, Any], task: dict[str, Any], s
               "arch": task["arch"], "seed": seed, "domain_a": a["domain"], "domain_b": b["domain"],
               "n_a": a["n_train_per_class"], "n_b": b["n_train_per_class"],
               "source": src.key(), "target": tgt.key()}
+    if "vary" in task:
+        common["vary"] = task["vary"]
     return [{**common, **r} for r in rows]
 
 

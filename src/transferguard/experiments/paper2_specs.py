@@ -29,7 +29,7 @@ from .spec import DataSpec, TrainSpec
 IMG = 64
 FASHION = DataSpec("fashion", size=IMG, n_train_per_class=100, n_test_per_class=30)
 MNIST64 = DataSpec("mnist5k", size=IMG, n_train_per_class=100, n_test_per_class=30)
-SYN_SRC = DataSpec("syndigits", n_train_per_class=2000, n_test_per_class=100)
+SYN_SRC = DataSpec("syndigits:25k:1k", n_train_per_class=2000, n_test_per_class=100)
 MNIST32 = DataSpec("mnist5k", n_train_per_class=50, n_test_per_class=50)
 UCI32 = DataSpec("ucidigits", n_train_per_class=50)
 

@@ -32,6 +32,21 @@ register(Experiment(
     paper1_report.build_report))
 
 
+for _name, _summary, _plan in [
+    ("fig6", "Paper 1 Fig. 6: effect of n_B (Domain-B labels) on accuracy and white-box robustness",
+     paper1_specs.fig6_plan),
+    ("fig7", "Paper 1 Fig. 7: effect of n_A (Domain-A examples) on accuracy and white-box robustness",
+     paper1_specs.fig7_plan),
+    ("fig8", "Paper 1 Fig. 8: choice of Domain A (similar vs dissimilar) for white-box, black-box, γ",
+     paper1_specs.fig8_plan),
+    ("fig9", "Paper 1 Fig. 9: architecture (DTN vs WideResNet), white-box, black-box, γ",
+     paper1_specs.fig9_plan),
+    ("fig10", "Paper 1 Fig. 10: input-gradient norm histograms, Scratch vs FT",
+     paper1_specs.fig10_plan),
+]:
+    register(Experiment(_name, _summary, "paper1", _plan, paper1.run_transfer_grid,
+                        paper1_report.build_report))
+
 _RENO = [
     ("reno-table2", "Paper 2 Table 2: linear / fine-tune / L2-SP / DELTA / re-training: clean acc and ASR",
      paper2_specs.table2_plan),

@@ -91,9 +91,87 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> str:
         md += ["## Input-gradient norms (Figure 10 style)", ""]
         md += [_grad_norm_section(gn, out_dir)]
 
+    findings = check_findings(df)
+    if plan.get("vary") and "vary" in df.columns:
+        section, extra = _ablation_section(df, out_dir, plan)
+        md += section
+        findings += extra
     md += ["## Which of the paper's findings held on this run", "",
-           findings_markdown(check_findings(df)), ""]
+           findings_markdown(findings), ""]
     return "\n".join(md)
+
+
+def _ablation_section(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]
+                      ) -> tuple[list[str], list[Finding]]:
+    """Curves over the ablated variable (n_B, n_A, Domain A, architecture) and their claims."""
+    vary = plan["vary"]
+    values = list(dict.fromkeys(df["vary"]))
+    md = [f"## Ablation over {vary}", ""]
+    eps_max = float(df[df.attack == "fgsm-white"]["eps"].max())
+    views = [("clean", df[df.metric == "clean_acc"], "clean accuracy (%)", True),
+             ("white", df[(df.attack == "fgsm-white") & (df.metric == "adv_acc") & np.isclose(df.eps, eps_max)],
+              f"white-box adv. accuracy at ε={fmt_eps(eps_max)} (%)", True),
+             ("black", df[(df.attack == "fgsm-black") & (df.metric == "adv_acc") & np.isclose(df.eps, eps_max)],
+              f"black-box adv. accuracy at ε={fmt_eps(eps_max)} (%)", True),
+             ("gamma", df[(df.metric == "gamma") & np.isclose(df.eps, eps_max)], f"γ at ε={fmt_eps(eps_max)}", False)]
+    for key, sub, label, is_pct in views:
+        if sub.empty:
+            continue
+        sub = sub.assign(method=sub.method.astype(str).map(NAMES),
+                         vary=pd.Categorical(sub["vary"], values, ordered=True))
+        png = f"ablation_{key}.png"
+        line_plot(sub, x="vary", hue="method", title=f"{label} vs {vary}", ylabel=label, pct=is_pct,
+                  path=out_dir / png, xlabel=vary, xfmt=str, order=[NAMES[m] for m in ORDER])
+        md += [f"![{key} vs {vary}]({png})"]
+    md.append("")
+    f: list[Finding] = []
+
+    def at(metric: str, method: str, v: Any, attack: str = "none") -> float:
+        sub = df[(df.metric == metric) & (df.method == method) & (df["vary"] == v) & (df.attack == attack)]
+        if attack != "none":
+            sub = sub[np.isclose(sub.eps, eps_max)]
+        return float(sub["value"].mean()) if len(sub) else float("nan")
+
+    lo, hi = values[0], values[-1]
+    if vary.startswith("n_B"):
+        for m in ("scratch", "ft"):
+            f.append(Finding(f"[{vary}] {NAMES[m]}: more Domain-B labels give higher clean accuracy (Fig. 6a)",
+                             at("clean_acc", m, hi) > at("clean_acc", m, lo),
+                             f"{pct(at('clean_acc', m, lo))} at {lo} → {pct(at('clean_acc', m, hi))} at {hi}"))
+            f.append(Finding(f"[{vary}] {NAMES[m]}: more Domain-B labels give higher white-box robustness (Fig. 6b)",
+                             at("adv_acc", m, hi, "fgsm-white") > at("adv_acc", m, lo, "fgsm-white"),
+                             f"{pct(at('adv_acc', m, lo, 'fgsm-white'))} at {lo} → "
+                             f"{pct(at('adv_acc', m, hi, 'fgsm-white'))} at {hi}"))
+        g_lo = at("clean_acc", "ft", lo) - at("clean_acc", "scratch", lo)
+        g_hi = at("clean_acc", "ft", hi) - at("clean_acc", "scratch", hi)
+        f.append(Finding(f"[{vary}] fine-tuning helps most when Domain-B labels are scarce (Fig. 6a)",
+                         g_lo > g_hi, f"FT − Scratch clean accuracy: {100 * g_lo:+.1f} points at {lo}, "
+                                      f"{100 * g_hi:+.1f} at {hi}"))
+    elif vary.startswith("n_A"):
+        wins = [at("clean_acc", "ft", v) > at("clean_acc", "scratch", v) for v in values]
+        f.append(Finding(f"[{vary}] FT beats Scratch in clean accuracy for every n_A (Fig. 7a)", all(wins),
+                         ", ".join(f"{v}: FT {pct(at('clean_acc', 'ft', v))}" for v in values)
+                         + f"; Scratch {pct(at('clean_acc', 'scratch', lo))}"))
+        f.append(Finding(f"[{vary}] more Domain-A data gives FT higher clean accuracy (Fig. 7a)",
+                         at("clean_acc", "ft", hi) > at("clean_acc", "ft", lo),
+                         f"{pct(at('clean_acc', 'ft', lo))} at {lo} → {pct(at('clean_acc', 'ft', hi))} at {hi}"))
+        f.append(Finding(f"[{vary}] more Domain-A data gives FT higher white-box robustness (Fig. 7b)",
+                         at("adv_acc", "ft", hi, "fgsm-white") > at("adv_acc", "ft", lo, "fgsm-white"),
+                         f"{pct(at('adv_acc', 'ft', lo, 'fgsm-white'))} at {lo} → "
+                         f"{pct(at('adv_acc', 'ft', hi, 'fgsm-white'))} at {hi}"))
+    elif vary == "Domain A" and "U" in values:
+        far = [v for v in values if v != "U"][0]
+        for metric, attack, better, text in (
+                ("clean_acc", "none", "higher", "clean accuracy"),
+                ("adv_acc", "fgsm-white", "higher", "white-box robustness"),
+                ("adv_acc", "fgsm-black", "lower", "black-box adversarial accuracy (more transferable)"),
+                ("gamma", "fgsm-black", "lower", "γ")):
+            near_v, far_v = at(metric, "ft", "U", attack), at(metric, "ft", far, attack)
+            ok = near_v > far_v if better == "higher" else near_v < far_v
+            fmt = pct if metric != "gamma" else (lambda v: f"{v:.3f}")
+            f.append(Finding(f"[{vary}] a more similar Domain A (U) gives FT {better} {text} (Fig. 8)",
+                             ok, f"FT from U {fmt(near_v)} vs from {far} {fmt(far_v)}"))
+    return md, f
 
 
 def _grad_norm_section(gn: pd.DataFrame, out_dir: Path) -> str:
@@ -119,6 +197,11 @@ def _grad_norm_section(gn: pd.DataFrame, out_dir: Path) -> str:
 def check_findings(df: pd.DataFrame) -> list[Finding]:
     """Check the paper's claims task by task at the largest ε of the run."""
     out: list[Finding] = []
+    gn = df[df.metric == "grad_norm"]
+    if not gn.empty and {"scratch", "ft"} <= set(gn["method"].astype(str)):
+        ms, mf = (float(gn[gn.method == m]["value"].median()) for m in ("scratch", "ft"))
+        out.append(Finding("FT has smaller input-gradient norms than Scratch (Fig. 10)", mf < ms,
+                           f"median ‖∇x ℓ‖₂: FT {mf:.4f} vs Scratch {ms:.4f}"))
     methods = set(df["method"].astype(str))
     for task, t in df.groupby("task", sort=False):
         eps_max = float(t[t.attack != "none"]["eps"].max()) if (t.attack != "none").any() else None

@@ -1,0 +1,107 @@
+"""The command line end to end on real offline data: datasets, train, attack, reproduce, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from transferguard.cli import main, parse_eps
+from transferguard.experiments import EXPERIMENTS, Experiment
+from transferguard.experiments import paper1
+from transferguard.experiments.spec import DataSpec, TrainSpec
+from transferguard.reports import paper1 as paper1_report
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_parse_eps_pixel_units() -> None:
+    assert parse_eps("8/255, 0.5") == [8 / 255, 0.5]
+    for bad in ("2", "-1/255", "abc", ""):
+        with pytest.raises(Exception):
+            parse_eps(bad)
+
+
+def test_datasets_lists_every_domain(capsys) -> None:
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0
+    for name in ("mnist5k", "ucidigits", "syndigits", "fashion", "cifar10-9", "cub200"):
+        assert name in out
+
+
+def test_reproduce_list(capsys) -> None:
+    code, out, _ = run(capsys, "reproduce", "--list")
+    assert code == 0
+    assert all(name in out for name in EXPERIMENTS)
+
+
+@pytest.mark.parametrize("argv", [
+    ["reproduce", "no-such-experiment"],
+    ["train", "--domain", "nope", "--out", "x"],
+    ["train", "--domain", "ucidigits", "--method", "nope", "--out", "x", "--iterations", "1"],
+])
+def test_user_errors_are_one_line_exit_2(capsys, argv) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and err.startswith("transferguard: error:")
+    assert "Traceback" not in err
+
+
+def test_train_then_attack_white_box_and_transfer(capsys, tmp_path) -> None:
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    common = ["--iterations", "8", "--batch-size", "32", "--quiet", "--device", "cpu"]
+    assert run(capsys, "train", "--domain", "mnist5k", "--n-per-class", "20", "--out", a, *common)[0] == 0
+    code, out, _ = run(capsys, "train", "--domain", "ucidigits", "--n-per-class", "10", "--method", "ft",
+                       "--source", a + ".safetensors", "--out", b, *common)
+    assert code == 0 and "test acc" in out
+    meta = json.loads((tmp_path / "b.json").read_text())
+    assert meta["method"] == "ft" and meta["parent"].endswith("a.safetensors")
+
+    for extra, name in (([], "fgsm-white-box"), (["--source", a + ".safetensors"], "fgsm-transfer")):
+        out_dir = tmp_path / name
+        code, _, err = run(capsys, "attack", "--target", b + ".safetensors", "--domain", "ucidigits",
+                           "--eps", "0,8/255", "--limit", "64", "--out", str(out_dir), "--device", "cpu", *extra)
+        assert code == 0, err
+        df = pd.read_csv(out_dir / "results.csv")
+        zero = df[(df.eps == 0) & (df.metric == "adv_acc")]["value"].iloc[0]
+        clean = df[df.metric == "clean_acc"]["value"].iloc[0]
+        assert zero == pytest.approx(clean)  # ε = 0 changes nothing
+        assert set(df.attack) == {"none", name}
+
+
+def test_attack_refuses_epsilon_outside_unit_interval(capsys, tmp_path) -> None:
+    code, _, err = run(capsys, "attack", "--target", str(tmp_path / "x.safetensors"), "--domain",
+                       "ucidigits", "--eps", "8")
+    assert code == 2 and "Traceback" not in err
+
+
+def test_reproduce_writes_a_complete_run_folder(capsys, tmp_path, monkeypatch) -> None:
+    tiny = TrainSpec(epochs=None, iterations=4, batch_size=32, eval_every=2)
+
+    def plan(scale: str, seeds: int) -> dict:
+        task = paper1.make_task(DataSpec("ucidigits", n_train_per_class=10, n_test_per_class=3),
+                                DataSpec("mnist5k", n_train_per_class=5, n_test_per_class=3),
+                                name="U→M")
+        return paper1.make_plan("tiny-cli", scale, seeds, [task], strategies=("scratch", "ft"),
+                                train={k: tiny for k in ("source", "target", "finetune")}, eps_255=(4, 16))
+
+    monkeypatch.setitem(EXPERIMENTS, "tiny-cli", Experiment(
+        "tiny-cli", "test", "paper1", plan, paper1.run_transfer_grid, paper1_report.build_report))
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "reproduce", "tiny-cli", "--out", str(out), "--store",
+                            str(tmp_path / "store"), "--quiet", "--device", "cpu", "--seeds", "2")
+    assert code == 0, err
+    for name in ("spec.json", "results.csv", "report.md", "report.html", "run.log",
+                 "clean_accuracy.png", "checkpoints/index.json"):
+        assert (out / name).exists(), name
+    df = pd.read_csv(out / "results.csv")
+    assert list(df.columns[:9]) == ["experiment", "task", "method", "arch", "seed", "attack", "eps",
+                                    "metric", "value"]
+    assert set(df.seed) == {0, 1}
+    assert len(list((out / "checkpoints").glob("*.safetensors"))) == 6  # A, B scratch, B ft × 2 seeds
+    assert "±" in (out / "report.md").read_text()
