@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from transferguard.cli import main, parse_eps
-from transferguard.experiments import EXPERIMENTS, Experiment
-from transferguard.experiments import paper1
+from transferguard.errors import ConfigError
+from transferguard.experiments import EXPERIMENTS, Experiment, paper1
 from transferguard.experiments.spec import DataSpec, TrainSpec
 from transferguard.reports import paper1 as paper1_report
 
@@ -23,7 +23,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_parse_eps_pixel_units() -> None:
     assert parse_eps("8/255, 0.5") == [8 / 255, 0.5]
     for bad in ("2", "-1/255", "abc", ""):
-        with pytest.raises(Exception):
+        with pytest.raises(ConfigError):
             parse_eps(bad)
 
 

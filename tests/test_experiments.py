@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from transferguard.data import DOMAINS
-from transferguard.experiments import EXPERIMENTS, Runner, Store
-from transferguard.experiments import paper1, paper2
+from transferguard.experiments import EXPERIMENTS, Runner, Store, paper1, paper2
 from transferguard.experiments.base import RESULT_COLUMNS
 from transferguard.experiments.reproduce import results_frame
 from transferguard.experiments.spec import DataSpec, ModelSpec, TrainSpec

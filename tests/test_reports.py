@@ -14,7 +14,7 @@ def _p1_rows(ft_black: float) -> list[dict]:
     rows = []
     eps = [4 / 255, 16 / 255]
     for seed in (0, 1):
-        for method, clean, white, black, gamma in (
+        for method, clean, white, black, _ in (
             ("scratch", 0.80, [0.5, 0.2], [0.7, 0.6], None),
             ("ft", 0.90, [0.6, 0.4], [0.5, ft_black], None),
         ):
