@@ -119,3 +119,26 @@ def test_paper2_grid_end_to_end(tmp_path) -> None:
             ("none", "feature_distance"), ("none", "feature_loss")} <= got
     md = r2.build_report(df, tmp_path, plan)
     assert "Renofeation" in md and "ASR" in md
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_parallel_backends_give_the_serial_table(tmp_path, backend) -> None:
+    if backend == "ray":
+        pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'transferguard[ray]')")
+    import torch
+
+    plan = _tiny_plan1()
+    plan["strategies"] = ["scratch", "ft"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # workers run with one thread each: compare like with like
+    try:
+        serial = Runner(Store(tmp_path / "serial"), device="cpu", progress=False)
+        ref = results_frame(paper1.run_transfer_grid(serial, plan))
+        par = Runner(Store(tmp_path / backend), device="cpu", progress=False, backend=backend, workers=2)
+        got = results_frame(paper1.run_transfer_grid(par, plan))
+    finally:
+        torch.set_num_threads(threads)
+    assert par.counters["trained"] == serial.counters["trained"] == 3  # A, B scratch, B ft
+    assert par.counters["loaded"] == 3  # the parallel runner trained nothing itself
+    pd.testing.assert_frame_equal(ref.drop(columns=["source", "target"]),
+                                  got.drop(columns=["source", "target"]))

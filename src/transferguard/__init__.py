@@ -12,3 +12,12 @@ import logging
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str):
+    """``transferguard.audit(...)``: imported lazily so ``import transferguard`` stays light."""
+    if name == "audit":
+        from .auditing import audit
+
+        return audit
+    raise AttributeError(f"module 'transferguard' has no attribute {name!r}")

@@ -61,7 +61,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     df, out = reproduce(args.name, scale=args.scale, seeds=args.seeds, out=args.out,
                         store=args.store, device=args.device, progress=not args.quiet,
-                        data_root=args.data_root)
+                        data_root=args.data_root, backend=args.backend, workers=args.workers,
+                        address=args.address)
     print(f"{len(df)} result rows → {out / 'results.csv'}")
     print(f"report → {out / 'report.md'} and {out / 'report.html'}")
     return 0
@@ -185,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=None, help="number of seeds (default per experiment)")
     r.add_argument("--out", default=None, help="run folder (default runs/NAME-SCALE)")
     r.add_argument("--store", default=None, help="model/evaluation cache (default ~/.cache/transferguard/store)")
+    r.add_argument("--backend", default="local", choices=["serial", "local", "ray"],
+                   help="where training units run: this process, local processes (default), or Ray")
+    r.add_argument("--workers", type=int, default=None,
+                   help="parallel training units (default: half the cores; 1 runs in-process)")
+    r.add_argument("--address", default=None, help="address of an existing Ray cluster (--backend ray)")
     common(r)
     r.set_defaults(func=cmd_reproduce)
 
@@ -227,12 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(a)
     a.set_defaults(func=cmd_attack)
 
-    try:  # TEMPORARY until the audit package lands
-        from .audit.cli import add_audit_parser
+    from .auditing.cli import add_audit_parser
 
-        add_audit_parser(sub, common)
-    except ImportError:
-        pass
+    add_audit_parser(sub, common)
     return p
 
 

@@ -115,16 +115,17 @@ def feature_attack(model: nn.Module, x: torch.Tensor, eps: float, *, steps: int 
     kwargs = dict(steps=steps, step_size=float(step_size), m=float(m), restarts=restarts,
                   random_start=random_start, generator=generator)
     with eval_mode(model):
-        with torch.no_grad():
-            clean = feature_fn(x).flatten(1)
         single = _as_index(neuron)
         if single is not None:
-            if not 0 <= single < clean.shape[1]:
-                raise ConfigError(f"neuron {neuron} out of range for {clean.shape[1]} "
-                                  "penultimate features")
+            # No clean forward pass here: one neuron needs no candidate ranking, and the loss
+            # checks the index against the feature width on its first call.
+            if single < 0:
+                raise ConfigError(f"neuron {neuron} out of range (must be >= 0)")
             idx = torch.full((len(x),), single, dtype=torch.long, device=x.device)
             return _run(feature_fn, x, idx, threat, **kwargs)
 
+        with torch.no_grad():
+            clean = feature_fn(x).flatten(1)
         chosen = _candidate_list(neuron, candidates, clean)
         logger.debug("feature attack over %d candidate neurons", len(chosen))
         n = len(x)

@@ -118,12 +118,26 @@ def feature_extractor(model: nn.Module, features: str = "post") -> FeatureFn:
 def feature_target_loss(feature_fn: FeatureFn, neuron: torch.Tensor, m: float) -> LossFn:
     """Rezaei et al.'s objective, negated to maximise: ``−‖f_K(x) − m·e_k‖²`` per sample.
 
-    ``neuron`` holds one target index per sample, so several neurons can run in one batch.
+    ``neuron`` holds one target index per sample, so several neurons can run in one batch. The
+    target ``m·e_k`` is built once (PGD calls the loss at every step) and the indices are checked
+    against the feature width on the first call, which raises :class:`ConfigError` when one is
+    out of range.
     """
+    cache: dict[tuple, torch.Tensor] = {}
 
     def _loss(x: torch.Tensor) -> torch.Tensor:
         feats = feature_fn(x).flatten(1)
-        target = F.one_hot(neuron, feats.shape[1]).to(feats.dtype) * m
+        key = (feats.shape, feats.dtype, feats.device)
+        target = cache.get(key)
+        if target is None:
+            dim = feats.shape[1]
+            if len(neuron) and (int(neuron.min()) < 0 or int(neuron.max()) >= dim):
+                bad = sorted({int(i) for i in neuron if not 0 <= int(i) < dim})
+                raise ConfigError(f"neuron indices {bad} out of range for {dim} penultimate "
+                                  "features")
+            target = F.one_hot(neuron.to(feats.device), dim).to(feats.dtype) * m
+            cache.clear()
+            cache[key] = target
         return -(feats - target).pow(2).sum(dim=1)
 
     return _loss

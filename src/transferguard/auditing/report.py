@@ -71,8 +71,10 @@ def verdict_line(df: pd.DataFrame) -> str:
     for method in sorted(m for m in df.method.unique() if m.startswith("reference:")):
         r_level, r_best, _, _ = exposure(df, method, e)
         if not math.isnan(r_best):
-            line += (f" A `{method.split(':', 1)[1]}` model trained here instead: {pct(r_best)} "
-                     f"({100 * (r_best - best):+.0f} points, {r_level} exposure).")
+            acc = df[(df.method == method) & (df.metric == "clean_acc")]["value"]
+            acc_txt = f" (clean accuracy {pct(float(acc.iloc[0]))})" if len(acc) else ""
+            line += (f" A `{method.split(':', 1)[1]}` model trained here instead{acc_txt}: "
+                     f"{pct(r_best)} ({100 * (r_best - best):+.0f} points, {r_level} exposure).")
     return line
 
 

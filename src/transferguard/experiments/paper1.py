@@ -180,8 +180,21 @@ def _adv_rows(attack: str, eps: float, clean: torch.Tensor, adv: torch.Tensor,
     ]
 
 
+def needed_models(plan: dict[str, Any]) -> list[ModelSpec]:
+    """Every model the plan evaluates (Model B of each strategy, and Model A for black-box)."""
+    out = []
+    for seed in plan["seeds"]:
+        for task in plan["tasks"]:
+            specs = model_specs(plan, task, seed)
+            for strategy in plan["strategies"]:
+                src, tgt = strategy_pair(specs, strategy)
+                out += [tgt, src] if plan["black_box"] else [tgt]
+    return out
+
+
 def run_transfer_grid(runner: Any, plan: dict[str, Any]) -> list[dict[str, Any]]:
     """Compute every (task, strategy, seed) of the plan; rows in a stable order."""
+    runner.train_all(needed_models(plan))
     rows: list[dict[str, Any]] = []
     for seed in plan["seeds"]:
         for task in plan["tasks"]:

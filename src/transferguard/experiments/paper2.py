@@ -149,6 +149,8 @@ def _row(attack: str, eps: float, metric: str, value: float) -> dict[str, Any]:
 
 
 def run_method_grid(runner: Any, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    runner.train_all([target_spec(plan, arch, DataSpec(**t), row, seed) for seed in plan["seeds"]
+                      for arch in plan["archs"] for t in plan["targets"] for row in plan["methods"]])
     rows: list[dict[str, Any]] = []
     for seed in plan["seeds"]:
         for arch in plan["archs"]:

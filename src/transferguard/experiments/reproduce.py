@@ -43,7 +43,8 @@ def write_results(df: pd.DataFrame, path: Path) -> None:
 
 def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
               out: str | os.PathLike | None = None, store: str | os.PathLike | None = None,
-              device: str = "auto", progress: bool = True, data_root: str | None = None
+              device: str = "auto", progress: bool = True, data_root: str | None = None,
+              backend: str = "local", workers: int | None = None, address: str | None = None
               ) -> tuple[pd.DataFrame, Path]:
     """Run experiment ``name`` and write its run folder; return (results, run folder)."""
     if scale not in SCALES:
@@ -63,7 +64,8 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
     try:
         plan = exp.plan(scale, n_seeds)
         atomic_write_json(out_dir / "spec.json", plan)
-        runner = Runner(Store(store), device=device, progress=progress, data_root=data_root)
+        runner = Runner(Store(store), device=device, progress=progress, data_root=data_root,
+                        backend=backend, workers=workers, address=address)
         t0 = time.perf_counter()
         rows = exp.run(runner, plan)
         elapsed = time.perf_counter() - t0

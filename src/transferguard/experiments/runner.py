@@ -30,8 +30,10 @@ class Runner:
     """Resolves :class:`ModelSpec` objects to trained models, caching everything it can."""
 
     def __init__(self, store: Store | None = None, *, device: str = "auto",
-                 progress: bool = True, data_root: str | None = None) -> None:
+                 progress: bool = True, data_root: str | None = None, backend: str = "serial",
+                 workers: int | None = None, address: str | None = None) -> None:
         self.store = store or Store()
+        self.backend, self.workers, self.address = backend, workers, address
         self.device = resolve_device(device)
         self.progress = progress
         self.data_root = data_root
@@ -114,6 +116,12 @@ class Runner:
             self.store.partial_path(f"{key}-{i}").unlink(missing_ok=True)
         self.counters["trained"] += 1
         return result.model, meta
+
+    def train_all(self, specs: list[ModelSpec]) -> None:
+        """Train every spec not yet in the store, in parallel on the runner's backend."""
+        from .backends import run_units
+
+        run_units(self, specs, backend=self.backend, workers=self.workers, address=self.address)
 
     # ------------------------------------------------------------ crafting
     def crafted(self, key_parts: dict[str, Any], craft: Callable[[], Any]) -> Any:

@@ -1,0 +1,116 @@
+"""Run training units in parallel: in this process, in local processes, or on a Ray cluster.
+
+A unit is one :class:`ModelSpec`. Units are run in waves so that a parent is always finished (and
+in the store) before its children start; every worker opens the same :class:`Store`, trains its
+unit with a private :class:`Runner` and writes the checkpoint atomically. The calling runner then
+loads the finished models from the store, so all backends produce the same table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any
+
+from ..errors import ConfigError
+from .spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("serial", "local", "ray")
+
+
+def default_workers() -> int:
+    """Half the cores (each worker then uses two threads); 1 on a 2-core machine."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def waves(specs: Iterable[ModelSpec], is_done) -> list[list[ModelSpec]]:
+    """Unfinished specs (parents included), grouped so each wave only depends on earlier ones."""
+    level: dict[str, int] = {}
+    by_key: dict[str, ModelSpec] = {}
+
+    def visit(spec: ModelSpec) -> int:
+        key = spec.key()
+        if key in level:
+            return level[key]
+        parent = spec.parent
+        if parent is None or parent.method == "pretrained" or is_done(parent):
+            lv = 0
+        else:
+            lv = visit(parent) + 1
+        level[key], by_key[key] = lv, spec
+        return lv
+
+    for s in specs:
+        if s.method != "pretrained" and not is_done(s):
+            visit(s)
+    out: list[list[ModelSpec]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for key, lv in level.items():
+        out[lv].append(by_key[key])
+    return out
+
+
+def _train_unit(spec: ModelSpec, store_root: str, device: str, data_root: str | None,
+                threads: int) -> str:
+    """Worker entry point: train (or find) one model in the shared store; returns its key."""
+    import torch
+
+    from .runner import Runner
+    from .store import Store
+
+    torch.set_num_threads(threads)
+    Runner(Store(store_root), device=device, progress=False, data_root=data_root).model(spec)
+    return spec.key()
+
+
+def run_units(runner: Any, specs: Iterable[ModelSpec], *, backend: str = "serial",
+              workers: int | None = None, address: str | None = None) -> None:
+    """Make sure every spec (and its parents) is trained and stored, using ``backend``."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    plan = waves(specs, lambda s: runner.store.has_model(s.key()))
+    n_units = sum(len(w) for w in plan)
+    if n_units == 0:
+        return
+    workers = workers or default_workers()
+    if backend == "serial" or (backend == "local" and workers == 1):
+        for wave in plan:
+            for spec in wave:
+                runner.model(spec)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    args = (str(runner.store.root), str(runner.device), runner.data_root, threads)
+    log.info("training %d models in %d waves on the %s backend (%d workers × %d threads)",
+             n_units, len(plan), backend, workers, threads)
+    if backend == "local":
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            for wave in plan:
+                list(pool.map(_train_unit, wave, *[[a] * len(wave) for a in args]))
+    else:
+        _run_ray(plan, args, address, workers)
+    runner.counters["trained"] += n_units
+
+
+def _run_ray(plan: list[list[ModelSpec]], args: tuple, address: str | None, workers: int) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray backend needs Ray: pip install 'transferguard[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(_train_unit)
+        for wave in plan:
+            ray.get([remote.remote(spec, *args) for spec in wave])
+    finally:
+        if started:
+            ray.shutdown()
