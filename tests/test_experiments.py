@@ -142,3 +142,15 @@ def test_parallel_backends_give_the_serial_table(tmp_path, backend) -> None:
     assert par.counters["loaded"] == 3  # the parallel runner trained nothing itself
     pd.testing.assert_frame_equal(ref.drop(columns=["source", "target"]),
                                   got.drop(columns=["source", "target"]))
+
+
+def test_hyper_parameter_grid_keeps_the_best_on_validation(tmp_path) -> None:
+    spec = ModelSpec(DataSpec("ucidigits", n_train_per_class=12), "dtn", train=TINY,
+                     hp_grid=((0.05, 5e-4), (1e-5, 5e-4)))
+    runner = Runner(Store(tmp_path), device="cpu", progress=False)
+    meta = runner.meta(spec)
+    trials = meta["hp_trials"]
+    assert [t["lr"] for t in trials] == [0.05, 1e-5]
+    best = max(trials, key=lambda t: t["best_val_acc"])
+    assert meta["selected_lr"] == best["lr"] and meta["best_val_acc"] == best["best_val_acc"]
+    assert runner.hp_columns(spec)["lr"] == best["lr"]

@@ -52,17 +52,21 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .experiments import EXPERIMENTS, reproduce
+    from .experiments import EXPERIMENTS, reproduce, reproduce_all
 
     if args.list or not args.name:
         width = max(len(n) for n in EXPERIMENTS)
         for name, exp in EXPERIMENTS.items():
             print(f"{name:<{width}}  {exp.summary}")
+        print(f"{'all':<{width}}  every experiment above, one index report")
         return 0
-    df, out = reproduce(args.name, scale=args.scale, seeds=args.seeds, out=args.out,
-                        store=args.store, device=args.device, progress=not args.quiet,
-                        data_root=args.data_root, backend=args.backend, workers=args.workers,
-                        address=args.address)
+    kwargs = dict(scale=args.scale, seeds=args.seeds, out=args.out, store=args.store,
+                  device=args.device, progress=not args.quiet, data_root=args.data_root,
+                  backend=args.backend, workers=args.workers, address=args.address)
+    if args.name == "all":
+        df, out = reproduce_all(**kwargs)
+    else:
+        df, out = reproduce(args.name, **kwargs)
     print(f"{len(df)} result rows → {out / 'results.csv'}")
     print(f"report → {out / 'report.md'} and {out / 'report.html'}")
     return 0

@@ -161,7 +161,7 @@ def evaluate_strategy(runner: Any, plan: dict[str, Any], task: dict[str, Any], s
     common = {"experiment": plan["experiment"], "task": task["task"], "method": strategy,
               "arch": task["arch"], "seed": seed, "domain_a": a["domain"], "domain_b": b["domain"],
               "n_a": a["n_train_per_class"], "n_b": b["n_train_per_class"],
-              "source": src.key(), "target": tgt.key()}
+              "source": src.key(), "target": tgt.key(), **runner.hp_columns(tgt)}
     if "vary" in task:
         common["vary"] = task["vary"]
     return [{**common, **r} for r in rows]

@@ -140,7 +140,7 @@ def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec
     rows = runner.cached_eval(unit, compute)
     common = {"experiment": plan["experiment"], "task": data.domain, "method": row["label"],
               "arch": arch, "seed": seed, "base_method": row["method"], "target": tgt.key(),
-              "source": src.key(), "n_b": data.n_train_per_class}
+              "source": src.key(), "n_b": data.n_train_per_class, **runner.hp_columns(tgt)}
     return [{**common, **r} for r in rows]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -84,6 +85,43 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
         root.removeHandler(handler)
         root.setLevel(prev_level)
         handler.close()
+
+
+def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
+                  out: str | os.PathLike | None = None, names: list[str] | None = None,
+                  **kwargs: Any) -> tuple[pd.DataFrame, Path]:
+    """Run every registered experiment (sharing one store) and write an index report.
+
+    Each experiment gets its own run folder under ``out``; ``out/results.csv`` concatenates their
+    tables and ``out/report.md`` / ``report.html`` summarise which findings held, with links.
+    """
+    from .registry import EXPERIMENTS
+
+    out_dir = Path(out) if out is not None else Path("runs") / f"all-{scale}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames, lines = [], []
+    total = 0.0
+    for name in names or list(EXPERIMENTS):
+        t0 = time.perf_counter()
+        df, run_dir = reproduce(name, scale=scale, seeds=seeds, out=out_dir / name, **kwargs)
+        secs = time.perf_counter() - t0
+        total += secs
+        frames.append(df)
+        md = (run_dir / "report.md").read_text(encoding="utf-8")
+        m = re.search(r"(\d+) of (\d+) claims held on this run, (\d+) did not", md)
+        held = f"{m.group(1)} / {m.group(2)}" if m else "–"
+        lines.append(f"| [{name}]({name}/report.md) | {EXPERIMENTS[name].summary} | {held} | {secs:.0f} |")
+        all_df = pd.concat(frames, ignore_index=True)
+        write_results(all_df, out_dir / "results.csv")
+        md_all = "\n".join([
+            f"# transferguard: every experiment ({scale} scale)", "",
+            "Claims held = how many of the paper's claims that the experiment checks held on this run "
+            "(each report lists them with the evidence).", "",
+            "| experiment | what it measures | claims held | seconds |", "|---|---|---|---|", *lines, "",
+            f"Total wall time: {total / 60:.1f} min. Produced by `transferguard reproduce all --scale {scale}`"
+            + (f" --seeds {seeds}" if seeds else "") + "."])
+        write_report(out_dir, md_all, f"transferguard all ({scale})")
+    return pd.concat(frames, ignore_index=True), out_dir
 
 
 def _link_checkpoints(runner: Runner, out_dir: Path) -> None:

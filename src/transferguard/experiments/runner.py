@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..data import Domain, load_domain
-from ..models import TGModel, create_model, load_checkpoint, save_checkpoint
+from ..models import TGModel, create_model, load_checkpoint, read_sidecar, save_checkpoint
 from ..utils import resolve_device, seed_everything
 from .spec import DataSpec, ModelSpec, canonical_hash
 from .store import Store
@@ -67,6 +67,24 @@ class Runner:
         model = model.to(self.device).eval()
         self._models[key] = (model, meta)
         return model, meta
+
+    def meta(self, spec: ModelSpec) -> dict[str, Any]:
+        """A finished model's sidecar (selected hyper-parameters, validation accuracy) without
+        loading its weights; trains the model first if needed."""
+        key = spec.key()
+        if key in self._models:
+            return self._models[key][1]
+        if spec.method == PRETRAINED:
+            return {}
+        if not self.store.has_model(key):
+            return self.model(spec)[1]
+        return read_sidecar(self.store.model_path(key))
+
+    def hp_columns(self, spec: ModelSpec) -> dict[str, Any]:
+        """Columns recording the hyper-parameter selection of a model (paper protocol)."""
+        meta = self.meta(spec)
+        return {"lr": meta.get("selected_lr"), "weight_decay": meta.get("selected_weight_decay"),
+                "val_acc": meta.get("best_val_acc")}
 
     def _train(self, spec: ModelSpec, key: str) -> tuple[TGModel, dict[str, Any]]:
         from ..methods import create_method
