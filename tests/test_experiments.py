@@ -154,3 +154,25 @@ def test_hyper_parameter_grid_keeps_the_best_on_validation(tmp_path) -> None:
     best = max(trials, key=lambda t: t["best_val_acc"])
     assert meta["selected_lr"] == best["lr"] and meta["best_val_acc"] == best["best_val_acc"]
     assert runner.hp_columns(spec)["lr"] == best["lr"]
+
+
+def test_crafted_batches_are_stored_and_reused(tmp_path) -> None:
+    import torch
+
+    store = Store(tmp_path)
+    calls = []
+
+    def craft():
+        calls.append(1)
+        return {2 / 255: torch.rand(3, 3, 4, 4), 16 / 255: torch.rand(3, 3, 4, 4)}
+
+    first = Runner(store, device="cpu", progress=False).crafted({"k": 1}, craft)
+    again = Runner(Store(tmp_path), device="cpu", progress=False)
+    second = again.crafted({"k": 1}, craft)
+    assert len(calls) == 1 and again.counters["crafted"] == 0
+    assert set(second) == set(first)  # the ε keys survive the round trip exactly
+    for e in first:
+        assert torch.equal(first[e], second[e])
+    (next((tmp_path / "crafted").glob("*.safetensors"))).write_bytes(b"corrupt")
+    third = Runner(Store(tmp_path), device="cpu", progress=False).crafted({"k": 1}, craft)
+    assert len(calls) == 2 and set(third) == set(first)  # a corrupt entry is recomputed

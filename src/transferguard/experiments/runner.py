@@ -143,12 +143,21 @@ class Runner:
 
     # ------------------------------------------------------------ crafting
     def crafted(self, key_parts: dict[str, Any], craft: Callable[[], Any]) -> Any:
-        """Memoise a crafted adversarial batch for this run (crafted once, evaluated on many)."""
+        """A crafted adversarial batch (a tensor, or a dict ε → tensor), crafted once and kept in
+        memory and in the store, so every model and every later run evaluates the same batch."""
         key = canonical_hash(key_parts)
-        if key not in self._crafted:
-            self._crafted[key] = craft()
+        if key in self._crafted:
+            return self._crafted[key]
+        stored = self.store.get_crafted(key)
+        if stored is not None:
+            value: Any = stored["x"] if set(stored) == {"x"} else {float(k): v for k, v in stored.items()}
+        else:
+            value = craft()
             self.counters["crafted"] += 1
-        return self._crafted[key]
+            tensors = {"x": value} if isinstance(value, torch.Tensor) else {repr(float(k)): v for k, v in value.items()}
+            self.store.put_crafted(key, tensors)
+        self._crafted[key] = value
+        return value
 
     def cached_eval(self, spec: dict[str, Any], compute: Callable[[], list[dict[str, Any]]]
                     ) -> list[dict[str, Any]]:

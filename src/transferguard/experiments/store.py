@@ -5,6 +5,7 @@ Layout under the store root::
     models/<key>.safetensors + <key>.json   finished checkpoints (safetensors + JSON sidecar)
     partial/<key>.pt                        resumable training state of an unfinished model
     evals/<key>.json                        rows of a finished evaluation unit
+    crafted/<key>.safetensors               adversarial batches (crafted once, evaluated on many)
 
 Everything is written atomically, so a killed run never leaves a half-written result that a
 later run would trust.
@@ -18,7 +19,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_json
+import torch
+from safetensors.torch import load_file, save_file
+
+from .._io import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ class Store:
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else default_store_root()
-        for sub in ("models", "partial", "evals"):
+        for sub in ("models", "partial", "evals", "crafted"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     # models
@@ -51,6 +55,24 @@ class Store:
 
     def partial_path(self, key: str) -> Path:
         return self.root / "partial" / f"{key}.pt"
+
+    # crafted adversarial batches
+    def crafted_path(self, key: str) -> Path:
+        return self.root / "crafted" / f"{key}.safetensors"
+
+    def get_crafted(self, key: str) -> dict[str, torch.Tensor] | None:
+        path = self.crafted_path(key)
+        if not path.exists():
+            return None
+        try:
+            return load_file(str(path))
+        except Exception:  # a corrupt cache entry is recomputed, never trusted
+            log.warning("ignoring unreadable crafted batch %s", path)
+            return None
+
+    def put_crafted(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
+        data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        atomic_write(self.crafted_path(key), lambda tmp: save_file(data, tmp))
 
     # evaluations
     def eval_path(self, key: str) -> Path:
