@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -103,17 +104,10 @@ class Runner:
                                  pretrained=spec.pretrained if spec.parent is None else None)
             method = create_method(spec.method, **spec.method_options)
             model = method.prepare(model, parent, dom.num_classes)
-            tr = spec.train
-            cfg = TrainConfig(
-                epochs=tr.epochs, iterations=tr.iterations, batch_size=tr.batch_size, lr=lr,
-                weight_decay=wd, momentum=tr.momentum, schedule=tr.schedule,
-                patience=tr.patience, eval_every=tr.eval_every,
-                head_weight_decay=tr.head_weight_decay,
-                swa=_swa_config(tr.swa), adv_train=_adv_config(tr.adv_train),
-                seed=spec.seed, device=str(self.device), progress=self.progress,
-                checkpoint_path=str(self.store.partial_path(f"{key}-{i}")),
-                desc=spec.describe(),
-            )
+            cfg = TrainConfig(**{**asdict(spec.train), "lr": lr, "weight_decay": wd},
+                              seed=spec.seed, device=str(self.device), progress=self.progress,
+                              checkpoint_path=str(self.store.partial_path(f"{key}-{i}")),
+                              desc=spec.describe())
             teacher = parent if getattr(method, "needs_teacher", False) else None
             result = fit(model, method, dom.train, dom.val, cfg, teacher=teacher)
             trials.append({"lr": lr, "weight_decay": wd, "best_val_acc": result.best_val_acc,
@@ -171,20 +165,6 @@ class Runner:
         self.store.put_eval(key, spec, rows)
         self.counters["evaluated"] += 1
         return rows
-
-
-def _swa_config(d: dict | None):
-    if not d:
-        return None
-    from ..training import SWAConfig
-    return SWAConfig(**d)
-
-
-def _adv_config(d: dict | None):
-    if not d:
-        return None
-    from ..training import AdvTrainConfig
-    return AdvTrainConfig(**d)
 
 
 def device_of(model: torch.nn.Module) -> torch.device:
