@@ -152,12 +152,12 @@ def med(runs: list[dict[str, float]], key: str = "total") -> float:
 class Settings:
     """Sizes and repetitions; ``--quick`` shrinks them for a smoke run."""
 
-    reps: int = 5
+    reps: int = 4
     warmup: int = 1
     fgsm_batch: int = 256
     fgsm_k: int = 6
     fgsm_targets: int = 3
-    pgd_batch: int = 64
+    pgd_batch: int = 32
     pgd_steps: int = 40
     dtn_steps: int = 8
     dtn_batch: int = 128
