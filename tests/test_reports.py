@@ -68,7 +68,8 @@ def test_paper2_findings_from_fixed_table(tmp_path) -> None:
                 "family": "syn"}
         rows += [{**base, "attack": "none", "eps": 0.0, "metric": "clean_acc", "value": clean},
                  {**base, "attack": "feature", "eps": 8 / 255, "metric": "asr", "value": asr},
-                 {**base, "attack": "noise", "eps": 8 / 255, "metric": "asr", "value": noise}]
+                 {**base, "attack": "noise", "eps": 8 / 255, "metric": "asr", "value": noise},
+                 {**base, "attack": "none", "eps": 0.0, "metric": "weight_distance", "value": 1 - asr}]
     df = pd.DataFrame(rows)
     found = r2.check_findings(df, "syn", list(vals))
     assert held(found, "the attack crafted on the pre-trained model") is True
@@ -77,6 +78,7 @@ def test_paper2_findings_from_fixed_table(tmp_path) -> None:
     assert held(found, "Renofeation's clean accuracy") is True
     assert held(found, "DELTA has the best clean") is True
     assert held(found, "re-training has lower clean") is True
+    assert held(found, "ASR falls as the weight distance") is True  # distance = 1 − ASR: ρ = −1
 
 
 def test_formatting_helpers() -> None:

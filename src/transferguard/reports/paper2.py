@@ -197,6 +197,15 @@ def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Find
         out.append(Finding(f"{tag} random initialisation (DELTA-R) lowers DELTA's ASR (Figure 3)",
                            asr("delta-r") < asr("delta"),
                            f"ASR delta {pct(asr('delta'))} vs delta-r {pct(asr('delta-r'))}"))
+    for dist in ("weight_distance", "feature_distance"):
+        d = df[df.metric == dist].groupby(["method", "task"])["value"].mean()
+        a = df[(df.metric == "asr") & (df.attack == "feature")].groupby(["method", "task"])["value"].mean()
+        joined = pd.concat([d.rename("d"), a.rename("asr")], axis=1).dropna()
+        rho = _spearman(joined["d"].to_numpy(), joined["asr"].to_numpy()) if len(joined) else float("nan")
+        if not math.isnan(rho):
+            out.append(Finding(f"{tag} ASR falls as the {dist.replace('_', ' ')} to the pre-trained model "
+                               "grows (negative correlation, Figure 1)", rho < 0,
+                               f"Spearman ρ = {rho:.2f} over {len(joined)} method × domain points"))
     lam = [m for m in have if m.startswith("delta λ=")]
     if lam and "renofeation" in have:
         best = min(lam, key=asr)
