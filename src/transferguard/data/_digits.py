@@ -236,12 +236,6 @@ def load_usps(root: Path, size: int, download: bool) -> RawDomain:
                      source=f"USPS libsvm files in {tr.parent}")
 
 
-def check_usps(root: Path) -> tuple[bool, str]:
-    try:
-        tr, _ = locate_usps(root)
-    except DataError as exc:
-        return False, str(exc)
-    return True, f"libsvm files in {tr.parent}"
 
 
 # ---------------------------------------------------------------- SVHN
@@ -289,11 +283,3 @@ def load_svhn(root: Path, size: int, download: bool) -> RawDomain:
     x_te, y_te = read_svhn(te)
     return RawDomain(DIGITS, fit_size(x_tr, size), y_tr, fit_size(x_te, size), y_te,
                      source=f"SVHN .mat files in {tr.parent}")
-
-
-def check_svhn(root: Path) -> tuple[bool, str]:
-    try:
-        tr, _ = locate_svhn(root)
-    except DataError as exc:
-        return False, str(exc)
-    return True, f".mat files in {tr.parent}"

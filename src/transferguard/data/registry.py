@@ -73,6 +73,8 @@ def _locate_check(locate: Callable[[Path], Any], what: str) -> Check:
             found = locate(root)
         except DataError as exc:
             return False, str(exc)
+        if isinstance(found, tuple):  # (train file, test file): name their folder
+            found = found[0].parent
         return True, f"{what} in {found}"
     return check
 
@@ -123,11 +125,11 @@ DOMAINS: dict[str, DomainSpec] = {spec.name: spec for spec in [
                sizes={"train": 60000, "test": 10000, "classes": 10}),
     DomainSpec("usps", "USPS, 7,291 / 2,007 handwritten 16×16 digits",
                "ROOT/usps.bz2 and ROOT/usps.t.bz2 (libsvm, torchvision layout)",
-               _digits.load_usps, _digits.check_usps, downloadable=True,
+               _digits.load_usps, _locate_check(_digits.locate_usps, "libsvm files"), downloadable=True,
                sizes={"train": 7291, "test": 2007, "classes": 10}),
     DomainSpec("svhn", "SVHN cropped digits, 73,257 / 26,032",
                "ROOT/train_32x32.mat and ROOT/test_32x32.mat", _digits.load_svhn,
-               _digits.check_svhn, downloadable=True,
+               _locate_check(_digits.locate_svhn, ".mat files"), downloadable=True,
                sizes={"train": 73257, "test": 26032, "classes": 10}),
     DomainSpec("cifar10-9", "CIFAR-10 without frog: the 9 classes shared with STL-10",
                "ROOT/cifar-10-batches-py (or -bin)", _objects.load_cifar9, _objects.check_cifar9,
