@@ -80,18 +80,23 @@ def test_attack_refuses_epsilon_outside_unit_interval(capsys, tmp_path) -> None:
     assert code == 2 and "Traceback" not in err
 
 
-def test_reproduce_writes_a_complete_run_folder(capsys, tmp_path, monkeypatch) -> None:
+def _register_tiny(monkeypatch, name: str) -> None:
+    """Register a seconds-long paper-1 experiment (U→M, Scratch vs FT) under ``name``."""
     tiny = TrainSpec(epochs=None, iterations=4, batch_size=32, eval_every=2)
 
     def plan(scale: str, seeds: int) -> dict:
         task = paper1.make_task(DataSpec("ucidigits", n_train_per_class=10, n_test_per_class=3),
                                 DataSpec("mnist5k", n_train_per_class=5, n_test_per_class=3),
                                 name="U→M")
-        return paper1.make_plan("tiny-cli", scale, seeds, [task], strategies=("scratch", "ft"),
+        return paper1.make_plan(name, scale, seeds, [task], strategies=("scratch", "ft"),
                                 train={k: tiny for k in ("source", "target", "finetune")}, eps_255=(4, 16))
 
-    monkeypatch.setitem(EXPERIMENTS, "tiny-cli", Experiment(
-        "tiny-cli", "test", "paper1", plan, paper1.run_transfer_grid, paper1_report.build_report))
+    monkeypatch.setitem(EXPERIMENTS, name, Experiment(
+        name, "test", "paper1", plan, paper1.run_transfer_grid, paper1_report.build_report))
+
+
+def test_reproduce_writes_a_complete_run_folder(capsys, tmp_path, monkeypatch) -> None:
+    _register_tiny(monkeypatch, "tiny-cli")
     out = tmp_path / "run"
     code, stdout, err = run(capsys, "reproduce", "tiny-cli", "--out", str(out), "--store",
                             str(tmp_path / "store"), "--quiet", "--device", "cpu", "--seeds", "2")
@@ -105,3 +110,24 @@ def test_reproduce_writes_a_complete_run_folder(capsys, tmp_path, monkeypatch) -
     assert set(df.seed) == {0, 1}
     assert len(list((out / "checkpoints").glob("*.safetensors"))) == 6  # A, B scratch, B ft × 2 seeds
     assert "±" in (out / "report.md").read_text()
+
+
+def test_reproduce_all_index_reports_shared_and_standalone_cost(tmp_path, monkeypatch) -> None:
+    from transferguard.experiments.reproduce import reproduce_all
+
+    _register_tiny(monkeypatch, "tiny-a")
+    _register_tiny(monkeypatch, "tiny-b")  # the same models under another name: all shared
+    kw = dict(out=tmp_path / "all", store=tmp_path / "store", device="cpu", progress=False,
+              backend="serial")
+    df, out = reproduce_all(names=["tiny-a", "tiny-b"], **kw)
+    assert set(df.experiment) == {"tiny-a", "tiny-b"}
+    index = (out / "report.md").read_text()
+    rows = [line for line in index.splitlines() if line.startswith("| [tiny-")]
+    assert len(rows) == 2
+    # Both experiments use the same 3 models (A, B scratch, B ft): the second trains nothing but
+    # its standalone cost still counts all three, read from the checkpoints' records.
+    assert all(line.endswith("(3 models) |") for line in rows)
+    assert "models trained 0" in (out / "tiny-b" / "report.md").read_text()
+    assert "models trained 3" in (out / "tiny-a" / "report.md").read_text()
+    for name in ("tiny-a", "tiny-b"):  # a fully cached run still links the models it used
+        assert len(list((out / name / "checkpoints").glob("*.safetensors"))) == 3

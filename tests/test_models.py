@@ -121,7 +121,7 @@ def test_wideresnet_defaults_and_validation():
 
 def test_registry_names_errors_and_info():
     names = list_archs()
-    for arch in ("dtn", "wrn", "wrn-28-10", "wrn-16-4", "resnet18", "resnet50", "resnet101",
+    for arch in ("dtn", "wrn", "wrn-28-10", "wrn-16-4", "wrn-16-2", "resnet18", "resnet50", "resnet101",
                  "mobilenet_v2", "efficientnet_lite0"):
         assert arch in names and arch in ARCHS
     with pytest.raises(ConfigError, match="unknown architecture 'vgg99'.*resnet18"):

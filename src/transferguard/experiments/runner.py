@@ -42,6 +42,8 @@ class Runner:
         self._domains: dict[DataSpec, Domain] = {}
         self._crafted: dict[str, Any] = {}
         self.counters = {"trained": 0, "loaded": 0, "crafted": 0, "eval_cached": 0, "evaluated": 0}
+        #: Keys of every model an experiment asked for (via :meth:`train_all` or :meth:`model`).
+        self.used: set[str] = set()
 
     # ------------------------------------------------------------------ data
     def domain(self, data: DataSpec) -> Domain:
@@ -133,6 +135,7 @@ class Runner:
         """Train every spec not yet in the store, in parallel on the runner's backend."""
         from .backends import run_units
 
+        self.used.update(s.key() for s in specs)
         run_units(self, specs, backend=self.backend, workers=self.workers, address=self.address)
 
     # ------------------------------------------------------------ crafting
