@@ -176,3 +176,16 @@ def test_crafted_batches_are_stored_and_reused(tmp_path) -> None:
     (next((tmp_path / "crafted").glob("*.safetensors"))).write_bytes(b"corrupt")
     third = Runner(Store(tmp_path), device="cpu", progress=False).crafted({"k": 1}, craft)
     assert len(calls) == 2 and set(third) == set(first)  # a corrupt entry is recomputed
+
+
+def test_train_spec_is_train_config_minus_volatile_fields() -> None:
+    from dataclasses import fields
+
+    from transferguard.training import TrainConfig
+
+    config = {f.name for f in fields(TrainConfig)} - set(TrainConfig.VOLATILE) - {"seed"}
+    assert {f.name for f in fields(TrainSpec)} == config
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for f in fields(TrainSpec):  # same defaults, except epochs (a spec must say what it trains)
+        if f.name != "epochs":
+            assert f.default == defaults[f.name], f.name

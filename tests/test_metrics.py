@@ -13,6 +13,7 @@ from transferguard.errors import ConfigError
 from transferguard.evaluation import (
     accuracy,
     adversarial_accuracy,
+    attack_metrics,
     attack_success_rate,
     feature_distance,
     feature_distillation_loss,
@@ -64,6 +65,8 @@ def test_adversarial_accuracy_and_asr_hand_computed():
         clean, adv, y) == pytest.approx(1.0)
     with pytest.raises(ConfigError):
         adversarial_accuracy(clean, adv, y, convention="other")
+    assert attack_metrics(clean, adv, y) == pytest.approx(
+        {"adv_acc": 2 / 5, "adv_acc_cond": 2 / 3, "asr": 1 / 3})
 
 
 def test_asr_and_conditional_are_nan_without_correct_clean_samples():

@@ -117,7 +117,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from . import attacks
     from ._io import atomic_write
     from .data import load_domain
-    from .evaluation import adversarial_accuracy, attack_success_rate
+    from .evaluation import attack_metrics
     from .models import load_checkpoint
     from .utils import resolve_device
 
@@ -155,10 +155,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
             ys.append(yb.cpu())
         adv_pred = attacks.predict(target, torch.cat(xs).to(device)).cpu()
         name = f"{args.attack}-{mode}"
-        for metric, fn in (("adv_acc", lambda c, a: adversarial_accuracy(c, a, y, convention="paper")),
-                           ("adv_acc_cond", lambda c, a: adversarial_accuracy(c, a, y, convention="conditional")),
-                           ("asr", lambda c, a: attack_success_rate(c, a, y))):
-            rows.append({"attack": name, "eps": eps, "metric": metric, "value": fn(clean, adv_pred)})
+        rows += [{"attack": name, "eps": eps, "metric": k, "value": v}
+                 for k, v in attack_metrics(clean, adv_pred, y).items()]
     df = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

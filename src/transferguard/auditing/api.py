@@ -36,8 +36,7 @@ from .. import attacks
 from .._io import atomic_write
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import (
-    adversarial_accuracy,
-    attack_success_rate,
+    attack_metrics,
     feature_distance,
     input_gradient_norms,
     transferability_gamma,
@@ -213,11 +212,8 @@ def _attack_rows(res: _Results, audited: Sequence[_Audited], arch: str, attack: 
     for a in audited:
         assert a.clean is not None
         adv = attacks.predict(a.model, x_adv_for(a), batch_size=batch_size)
-        res.add(a.label, a.spec, arch, attack, eps, "adv_acc",
-                adversarial_accuracy(a.clean, adv, y, convention="paper"))
-        res.add(a.label, a.spec, arch, attack, eps, "adv_acc_cond",
-                adversarial_accuracy(a.clean, adv, y, convention="conditional"))
-        res.add(a.label, a.spec, arch, attack, eps, "asr", attack_success_rate(a.clean, adv, y))
+        for metric, value in attack_metrics(a.clean, adv, y).items():
+            res.add(a.label, a.spec, arch, attack, eps, metric, value)
 
 
 def _gamma_rows(res: _Results) -> None:

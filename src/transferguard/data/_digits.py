@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import bz2
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -17,6 +19,8 @@ from ..errors import DataError
 from ._image import find_file, fit_size, read_idx
 from ._raw import HOLDOUT_SEED, RawDomain
 from ._split import holdout_numpy
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,21 @@ def _torchvision_download(cls_name: str, root: Path, **kwargs: object) -> None:
         getattr(tvd, cls_name)(str(root), download=True, **kwargs)
     except Exception as exc:  # network errors come in many types
         raise DataError(f"downloading {cls_name} into {root} failed: {exc}") from exc
+
+
+def locate_or_fetch(locate: Callable[[], T], root: Path, download: bool,
+                    *fetches: tuple[str, dict[str, Any]]) -> T:
+    """``locate()``; if the files are missing and ``download`` is set, fetch each
+    ``(torchvision class, kwargs)`` into ``root`` and locate again. Otherwise the locator's
+    own "not found" error (which says where it looked and what to do) propagates."""
+    try:
+        return locate()
+    except DataError:
+        if not download:
+            raise
+    for cls_name, kwargs in fetches:
+        _torchvision_download(cls_name, root, **kwargs)
+    return locate()
 
 
 # ---------------------------------------------------------------- offline real data
@@ -134,13 +153,8 @@ _FASHION_HINT = ("install the Debian package dataset-fashion-mnist "
 
 def load_fashion(root: Path, size: int, download: bool) -> RawDomain:
     """Fashion-MNIST from IDX files (Debian's /usr/share/datasets/fashion-mnist by default)."""
-    try:
-        files = locate_idx(root, "FashionMNIST", "fashion", _FASHION_HINT)
-    except DataError:
-        if not download:
-            raise
-        _torchvision_download("FashionMNIST", root)
-        files = locate_idx(root, "FashionMNIST", "fashion", _FASHION_HINT)
+    files = locate_or_fetch(lambda: locate_idx(root, "FashionMNIST", "fashion", _FASHION_HINT),
+                            root, download, ("FashionMNIST", {}))
     return _load_idx_domain(files, size, FASHION_CLASSES,
                             source=f"Fashion-MNIST IDX files in {files['x_train'].parent}")
 
@@ -158,13 +172,8 @@ _MNIST_HINT = "pass download=True to fetch MNIST with torchvision, or put the ID
 
 def load_mnist(root: Path, size: int, download: bool) -> RawDomain:
     """Full MNIST (60k/10k) from torchvision's raw layout ``root/MNIST/raw/*-ubyte[.gz]``."""
-    try:
-        files = locate_idx(root, "MNIST", "mnist", _MNIST_HINT)
-    except DataError:
-        if not download:
-            raise
-        _torchvision_download("MNIST", root)
-        files = locate_idx(root, "MNIST", "mnist", _MNIST_HINT)
+    files = locate_or_fetch(lambda: locate_idx(root, "MNIST", "mnist", _MNIST_HINT),
+                            root, download, ("MNIST", {}))
     return _load_idx_domain(files, size, DIGITS, source=f"MNIST IDX files in {files['x_train'].parent}")
 
 
@@ -222,14 +231,8 @@ def read_usps(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_usps(root: Path, size: int, download: bool) -> RawDomain:
     """USPS (7,291/2,007 16×16 digits) from torchvision's ``usps.bz2`` / ``usps.t.bz2``, resized."""
-    try:
-        tr, te = locate_usps(root)
-    except DataError:
-        if not download:
-            raise
-        _torchvision_download("USPS", root, train=True)
-        _torchvision_download("USPS", root, train=False)
-        tr, te = locate_usps(root)
+    tr, te = locate_or_fetch(lambda: locate_usps(root), root, download,
+                             ("USPS", {"train": True}), ("USPS", {"train": False}))
     x_tr, y_tr = read_usps(tr)
     x_te, y_te = read_usps(te)
     return RawDomain(DIGITS, fit_size(x_tr, size), y_tr, fit_size(x_te, size), y_te,
@@ -271,14 +274,8 @@ def read_svhn(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_svhn(root: Path, size: int, download: bool) -> RawDomain:
     """SVHN cropped digits (73,257/26,032) from ``train_32x32.mat`` / ``test_32x32.mat``."""
-    try:
-        tr, te = locate_svhn(root)
-    except DataError:
-        if not download:
-            raise
-        _torchvision_download("SVHN", root, split="train")
-        _torchvision_download("SVHN", root, split="test")
-        tr, te = locate_svhn(root)
+    tr, te = locate_or_fetch(lambda: locate_svhn(root), root, download,
+                             ("SVHN", {"split": "train"}), ("SVHN", {"split": "test"}))
     x_tr, y_tr = read_svhn(tr)
     x_te, y_te = read_svhn(te)
     return RawDomain(DIGITS, fit_size(x_tr, size), y_tr, fit_size(x_te, size), y_te,

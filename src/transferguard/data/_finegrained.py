@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import DataError
+from ._digits import locate_or_fetch
 from ._image import load_image
 from ._raw import HOLDOUT_SEED, RawDomain
 from ._split import holdout_numpy
@@ -172,15 +173,8 @@ def locate_flowers(root: Path) -> Path:
 
 def load_flowers(root: Path, size: int, download: bool) -> RawDomain:
     """Oxford Flowers 102: train = official trnid + valid (20/class), test = tstid (6,149)."""
-    try:
-        d = locate_flowers(root)
-    except DataError:
-        if not download:
-            raise
-        from ._digits import _torchvision_download
-
-        _torchvision_download("Flowers102", root, split="train")
-        d = locate_flowers(root)
+    d = locate_or_fetch(lambda: locate_flowers(root), root, download,
+                        ("Flowers102", {"split": "train"}))
     labels = np.asarray(_loadmat(d / "imagelabels.mat").get("labels", np.zeros(0))).reshape(-1)
     setid = _loadmat(d / "setid.mat")
     if not labels.size or not all(k in setid for k in ("trnid", "valid", "tstid")):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ._digits import _torchvision_download
+from ._digits import locate_or_fetch
 from ._image import fit_size
 from ._raw import RawDomain
 
@@ -102,13 +102,8 @@ def _keep_shared(x: np.ndarray, y: np.ndarray, mapping: np.ndarray) -> tuple[np.
 
 def load_cifar9(root: Path, size: int, download: bool) -> RawDomain:
     """CIFAR-10 without *frog* (45,000/9,000), labels in :data:`SHARED_CLASSES` order."""
-    try:
-        kind, d = locate_cifar(root)
-    except DataError:
-        if not download:
-            raise
-        _torchvision_download("CIFAR10", root, train=True)
-        kind, d = locate_cifar(root)
+    kind, d = locate_or_fetch(lambda: locate_cifar(root), root, download,
+                              ("CIFAR10", {"train": True}))
     x_tr, y_tr = _keep_shared(*_read_cifar_batches(kind, d, _CIFAR_TRAIN), CIFAR_TO_SHARED)
     x_te, y_te = _keep_shared(*_read_cifar_batches(kind, d, _CIFAR_TEST), CIFAR_TO_SHARED)
     return RawDomain(list(SHARED_CLASSES), fit_size(x_tr, size), y_tr, fit_size(x_te, size), y_te,
@@ -150,13 +145,8 @@ def read_stl(x_path: Path, y_path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_stl9(root: Path, size: int, download: bool) -> RawDomain:
     """STL-10 labelled splits without *monkey* (4,500/7,200), resized from 96 px to ``size``."""
-    try:
-        d = locate_stl(root)
-    except DataError:
-        if not download:
-            raise
-        _torchvision_download("STL10", root, split="train")
-        d = locate_stl(root)
+    d = locate_or_fetch(lambda: locate_stl(root), root, download,
+                        ("STL10", {"split": "train"}))
     x_tr, y_tr = _keep_shared(*read_stl(d / "train_X.bin", d / "train_y.bin"), STL_TO_SHARED)
     x_te, y_te = _keep_shared(*read_stl(d / "test_X.bin", d / "test_y.bin"), STL_TO_SHARED)
     return RawDomain(list(SHARED_CLASSES), fit_size(x_tr, size), y_tr, fit_size(x_te, size), y_te,

@@ -3,6 +3,7 @@
 from .metrics import (
     accuracy,
     adversarial_accuracy,
+    attack_metrics,
     attack_success_rate,
     feature_distance,
     feature_distillation_loss,
@@ -15,6 +16,7 @@ from .metrics import (
 __all__ = [
     "accuracy",
     "adversarial_accuracy",
+    "attack_metrics",
     "attack_success_rate",
     "feature_distance",
     "feature_distillation_loss",

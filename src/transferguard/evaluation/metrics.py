@@ -87,6 +87,15 @@ def attack_success_rate(clean_pred: torch.Tensor, adv_pred: torch.Tensor,
     return float((correct & (adv_pred != y)).sum()) / n_clean
 
 
+def attack_metrics(clean_pred: torch.Tensor, adv_pred: torch.Tensor,
+                   y: torch.Tensor) -> dict[str, float]:
+    """The three numbers every attack report carries, by their result-table names:
+    ``adv_acc`` (paper-1 convention), ``adv_acc_cond`` (accuracy among clean-correct) and ``asr``."""
+    return {"adv_acc": adversarial_accuracy(clean_pred, adv_pred, y, convention="paper"),
+            "adv_acc_cond": adversarial_accuracy(clean_pred, adv_pred, y, convention="conditional"),
+            "asr": attack_success_rate(clean_pred, adv_pred, y)}
+
+
 def transferability_gamma(a_black: float | np.ndarray,
                           a_white: float | np.ndarray) -> float | np.ndarray:
     """The first paper's transferability ``γ = (a_b − a_w) / a_w``.

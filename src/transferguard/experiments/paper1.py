@@ -24,7 +24,7 @@ import torch
 from ..attacks import fgsm_sweep, predict, transfer_predictions
 from ..evaluation import (
     adversarial_accuracy,
-    attack_success_rate,
+    attack_metrics,
     input_gradient_norms,
     transferability_gamma,
 )
@@ -173,11 +173,7 @@ def _row(attack: str, eps: float, metric: str, value: float) -> dict[str, Any]:
 
 def _adv_rows(attack: str, eps: float, clean: torch.Tensor, adv: torch.Tensor,
               y: torch.Tensor) -> list[dict[str, Any]]:
-    return [
-        _row(attack, eps, "adv_acc", adversarial_accuracy(clean, adv, y, convention="paper")),
-        _row(attack, eps, "adv_acc_cond", adversarial_accuracy(clean, adv, y, convention="conditional")),
-        _row(attack, eps, "asr", attack_success_rate(clean, adv, y)),
-    ]
+    return [_row(attack, eps, k, v) for k, v in attack_metrics(clean, adv, y).items()]
 
 
 def needed_models(plan: dict[str, Any]) -> list[ModelSpec]:

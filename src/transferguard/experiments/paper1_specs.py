@@ -110,83 +110,75 @@ SYN_A = DataSpec("syndigits:25k:1k", n_train_per_class=500, n_test_per_class=100
 M_B = DataSpec("mnist5k", n_train_per_class=60, n_test_per_class=100)
 
 
+def _ablation(name: str, scale: str, seeds: int, paper_tasks: list[dict[str, Any]],
+              offline_tasks: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    """An ablation plan: the paper's tasks with its training grid, or the offline stand-ins."""
+    if scale == "paper":
+        return make_plan(name, scale, seeds, paper_tasks, strategies=("scratch", "ft"),
+                         train=PAPER_TRAIN, hp_grid=PAPER_GRID, **kw)
+    return make_plan(name, scale, seeds, offline_tasks, strategies=("scratch", "ft"),
+                     train=OFFLINE_TRAIN, hp_grid=(), **kw)
+
+
+P_M60 = _with(P_M, n_train_per_class=60)
+
+
 def fig6_plan(scale: str, seeds: int) -> dict[str, Any]:
     """Figure 6: the number of labelled examples in Domain B (paper: 50, 100, 200, 500 in total)."""
     ns = (5, 10, 20, 50)
-    if scale == "paper":
-        tasks = [make_task(P_S, _with(P_M, n_train_per_class=n), name=f"S→M n_B={10 * n}", vary=10 * n)
-                 for n in ns]
-        train, grid = PAPER_TRAIN, PAPER_GRID
-    else:
-        tasks = [make_task(SYN_A, _with(M_B, n_train_per_class=n), name=f"Syn→M n_B={10 * n}", vary=10 * n)
-                 for n in ns]
-        train, grid = OFFLINE_TRAIN, ()
-    return make_plan("fig6", scale, seeds, tasks, strategies=("scratch", "ft"), train=train,
-                     eps_255=(16,), black_box=False, hp_grid=grid, vary="n_B (Domain B labels)",
-                     notes="White-box FGSM at ε = 16/255 as in the paper's Figure 6b.")
+    return _ablation(
+        "fig6", scale, seeds,
+        [make_task(P_S, _with(P_M, n_train_per_class=n), name=f"S→M n_B={10 * n}", vary=10 * n)
+         for n in ns],
+        [make_task(SYN_A, _with(M_B, n_train_per_class=n), name=f"Syn→M n_B={10 * n}", vary=10 * n)
+         for n in ns],
+        eps_255=(16,), black_box=False, vary="n_B (Domain B labels)",
+        notes="White-box FGSM at ε = 16/255 as in the paper's Figure 6b.")
 
 
 def fig7_plan(scale: str, seeds: int) -> dict[str, Any]:
     """Figure 7: the number of training examples in Domain A (paper: 1K … 500K)."""
-    if scale == "paper":
-        ns = (100, 500, 1000, 10_000, 50_000)
-        tasks = [make_task(_with(P_S, n_train_per_class=n), _with(P_M, n_train_per_class=60),
-                           name=f"S→M n_A={10 * n}", vary=10 * n) for n in ns]
-        train, grid = PAPER_TRAIN, PAPER_GRID
-    else:
-        ns = (100, 500, 1000, 2000)
-        tasks = [make_task(_with(SYN_A, n_train_per_class=n), M_B, name=f"Syn→M n_A={10 * n}", vary=10 * n)
-                 for n in ns]
-        train, grid = OFFLINE_TRAIN, ()
-    return make_plan("fig7", scale, seeds, tasks, strategies=("scratch", "ft"), train=train,
-                     eps_255=(16,), black_box=False, hp_grid=grid, vary="n_A (Domain A examples)",
-                     notes="Offline: n_A up to 20K syndigits with the same iteration budget for Model A.")
+    return _ablation(
+        "fig7", scale, seeds,
+        [make_task(_with(P_S, n_train_per_class=n), P_M60, name=f"S→M n_A={10 * n}", vary=10 * n)
+         for n in (100, 500, 1000, 10_000, 50_000)],
+        [make_task(_with(SYN_A, n_train_per_class=n), M_B, name=f"Syn→M n_A={10 * n}", vary=10 * n)
+         for n in (100, 500, 1000, 2000)],
+        eps_255=(16,), black_box=False, vary="n_A (Domain A examples)",
+        notes="Offline: n_A up to 20K syndigits with the same iteration budget for Model A.")
 
 
 def fig8_plan(scale: str, seeds: int) -> dict[str, Any]:
     """Figure 8: the choice of Domain A for Domain B = M (a similar U vs a dissimilar S/Syn)."""
-    if scale == "paper":
-        b = _with(P_M, n_train_per_class=60)
-        tasks = [make_task(_with(P_S, n_train_per_class=500), b, name="S→M", vary="S"),
-                 make_task(_with(P_U, n_train_per_class=500), b, name="U→M", vary="U")]
-        train, grid = PAPER_TRAIN, PAPER_GRID
-    else:
-        # UCI digits has ≈ 144 training images per class after its test split: use 120 for both.
-        tasks = [make_task(_with(SYN_A, n_train_per_class=120), M_B, name="Syn→M", vary="Syn"),
-                 make_task(_with(U, n_train_per_class=120), M_B, name="U→M", vary="U")]
-        train, grid = OFFLINE_TRAIN, ()
-    return make_plan("fig8", scale, seeds, tasks, strategies=("scratch", "ft"), train=train,
-                     hp_grid=grid, vary="Domain A",
-                     notes="Offline: n_A = 1,200 for both source domains (UCI digits has no more).")
+    # UCI digits has ≈ 144 training images per class after its test split: offline uses 120 for both.
+    return _ablation(
+        "fig8", scale, seeds,
+        [make_task(_with(P_S, n_train_per_class=500), P_M60, name="S→M", vary="S"),
+         make_task(_with(P_U, n_train_per_class=500), P_M60, name="U→M", vary="U")],
+        [make_task(_with(SYN_A, n_train_per_class=120), M_B, name="Syn→M", vary="Syn"),
+         make_task(_with(U, n_train_per_class=120), M_B, name="U→M", vary="U")],
+        vary="Domain A",
+        notes="Offline: n_A = 1,200 for both source domains (UCI digits has no more).")
 
 
 def fig9_plan(scale: str, seeds: int) -> dict[str, Any]:
     """Figure 9: architecture (DTN vs WideResNet) on S→M."""
-    if scale == "paper":
-        b = _with(P_M, n_train_per_class=60)
-        tasks = [make_task(P_S, b, name="S→M DTN", arch="dtn", vary="DTN"),
-                 make_task(P_S, b, name="S→M WRN-28-10", arch="wrn-28-10", vary="WRN-28-10")]
-        train, grid = PAPER_TRAIN, PAPER_GRID
-    else:
-        tasks = [make_task(SYN_A, M_B, name="Syn→M DTN", arch="dtn", vary="DTN"),
-                 make_task(SYN_A, M_B, name="Syn→M WRN-16-2", arch="wrn-16-2", vary="WRN-16-2")]
-        train, grid = OFFLINE_TRAIN, ()
-    return make_plan("fig9", scale, seeds, tasks, strategies=("scratch", "ft"), train=train,
-                     hp_grid=grid, vary="architecture",
-                     notes="Offline: WRN-16-2 (0.7M parameters) stands in for WRN-28-10 (36M): on 2 CPU "
-                           "cores a WRN-28-10 step takes minutes and even WRN-16-4 costs 3 s per "
-                           "batch of 128, 13× a DTN step; WRN-16-2 costs ≈ 3×.")
+    return _ablation(
+        "fig9", scale, seeds,
+        [make_task(P_S, P_M60, name="S→M DTN", arch="dtn", vary="DTN"),
+         make_task(P_S, P_M60, name="S→M WRN-28-10", arch="wrn-28-10", vary="WRN-28-10")],
+        [make_task(SYN_A, M_B, name="Syn→M DTN", arch="dtn", vary="DTN"),
+         make_task(SYN_A, M_B, name="Syn→M WRN-16-2", arch="wrn-16-2", vary="WRN-16-2")],
+        vary="architecture",
+        notes="Offline: WRN-16-2 (0.7M parameters) stands in for WRN-28-10 (36M): on 2 CPU "
+              "cores a WRN-28-10 step takes minutes and even WRN-16-4 costs 3 s per batch of "
+              "128, 13× a DTN step; WRN-16-2 costs ≈ 3×.")
 
 
 def fig10_plan(scale: str, seeds: int) -> dict[str, Any]:
     """Figure 10: histograms of input-gradient norms, Scratch vs FT."""
-    if scale == "paper":
-        tasks = [make_task(P_S, _with(P_M, n_train_per_class=60), name="S→M")]
-        train, grid = PAPER_TRAIN, PAPER_GRID
-    else:
-        tasks = [make_task(SYN_A, M_B, name="Syn→M")]
-        train, grid = OFFLINE_TRAIN, ()
-    return make_plan("fig10", scale, seeds, tasks, strategies=("scratch", "ft"), train=train,
-                     eps_255=(16,), hp_grid=grid, grad_norms=True,
-                     notes="Gradient norms are taken in pixel space ([0, 1] inputs): half the paper's "
-                           "[−1, 1]-space values.")
+    return _ablation(
+        "fig10", scale, seeds, [make_task(P_S, P_M60, name="S→M")],
+        [make_task(SYN_A, M_B, name="Syn→M")], eps_255=(16,), grad_norms=True,
+        notes="Gradient norms are taken in pixel space ([0, 1] inputs): half the paper's "
+              "[−1, 1]-space values.")

@@ -41,7 +41,12 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """Optimisation hyper-parameters (a subset of :class:`transferguard.training.TrainConfig`)."""
+    """The result-determining part of :class:`transferguard.training.TrainConfig`.
+
+    Exactly TrainConfig's fields minus its ``VOLATILE`` ones (device, progress, ...) and ``seed``
+    (which lives on :class:`ModelSpec`), with plain dicts for ``swa`` / ``adv_train`` so the spec
+    hashes as JSON; a test keeps the two field lists in step.
+    """
 
     epochs: int | None = 10
     iterations: int | None = None
