@@ -131,3 +131,15 @@ def test_reproduce_all_index_reports_shared_and_standalone_cost(tmp_path, monkey
     assert "models trained 3" in (out / "tiny-a" / "report.md").read_text()
     for name in ("tiny-a", "tiny-b"):  # a fully cached run still links the models it used
         assert len(list((out / name / "checkpoints").glob("*.safetensors"))) == 3
+
+
+def test_help_does_not_import_torch() -> None:
+    """`transferguard --help` must answer at once: no torch, torchvision or pandas behind it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom transferguard.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
