@@ -132,6 +132,22 @@ def test_reproduce_all_index_reports_shared_and_standalone_cost(tmp_path, monkey
     for name in ("tiny-a", "tiny-b"):  # a fully cached run still links the models it used
         assert len(list((out / name / "checkpoints").glob("*.safetensors"))) == 3
 
+    # --report-only rebuilds every report and the index from results.csv, keeping the run times.
+    secs = [line.split(" | ")[3] for line in rows]
+    code = main(["reproduce", "all", "--report-only", "--out", str(out)])
+    assert code == 0
+    assert (out / "tiny-a" / "report.md").read_text().count("Report rebuilt from") == 1
+    again = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| [tiny-")]
+    assert [line.split(" | ")[3] for line in again] == secs
+    # ... but refuses when the plan behind the results has changed.
+    _register_tiny(monkeypatch, "tiny-a")
+    plan = EXPERIMENTS["tiny-a"].plan
+    monkeypatch.setitem(EXPERIMENTS, "tiny-a", Experiment(
+        "tiny-a", "test", "paper1", lambda s, n: {**plan(s, n), "eps_255": [4]},
+        paper1.run_transfer_grid, paper1_report.build_report))
+    with pytest.raises(ConfigError, match="plan changed"):
+        reproduce_all(names=["tiny-a"], report_only=True, out=out)
+
 
 def test_help_does_not_import_torch() -> None:
     """`transferguard --help` must answer at once: no torch, torchvision or pandas behind it."""

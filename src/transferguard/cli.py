@@ -53,12 +53,20 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import EXPERIMENTS, reproduce, reproduce_all
+    from .experiments.reproduce import rebuild_report
 
     if args.list or not args.name:
         width = max(len(n) for n in EXPERIMENTS)
         for name, exp in EXPERIMENTS.items():
             print(f"{name:<{width}}  {exp.summary}")
         print(f"{'all':<{width}}  every experiment above, one index report")
+        return 0
+    if args.report_only:
+        if args.name == "all":
+            df, out = reproduce_all(scale=args.scale, out=args.out, report_only=True)
+        else:
+            df, out = rebuild_report(args.name, args.out or Path("runs") / f"{args.name}-{args.scale}")
+        print(f"report rebuilt from {len(df)} result rows → {out / 'report.md'}")
         return 0
     kwargs = dict(scale=args.scale, seeds=args.seeds, out=args.out, store=args.store,
                   device=args.device, progress=not args.quiet, data_root=args.data_root,
@@ -193,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=None,
                    help="parallel training units (default: half the cores; 1 runs in-process)")
     r.add_argument("--address", default=None, help="address of an existing Ray cluster (--backend ray)")
+    r.add_argument("--report-only", action="store_true",
+                   help="rebuild the report(s) in --out from results.csv, computing nothing")
     common(r)
     r.set_defaults(func=cmd_reproduce)
 

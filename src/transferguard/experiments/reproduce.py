@@ -8,7 +8,9 @@ units are cached in the store, so re-running recomputes nothing.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -70,12 +72,12 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
                         backend=backend, workers=workers, address=address)
         t0 = time.perf_counter()
         rows = exp.run(runner, plan)
-        elapsed = time.perf_counter() - t0
         df = results_frame(rows)
         write_results(df, out_dir / "results.csv")
         _link_checkpoints(runner, out_dir)
         md = exp.report(df, out_dir, plan)
         n_models, train_s = training_cost(runner)
+        elapsed = time.perf_counter() - t0  # computing, checkpoint links and report figures
         md += (f"\n---\nProduced by `transferguard reproduce {name} --scale {scale} --seeds {n_seeds}` "
                f"in {elapsed:.0f} s (models trained {runner.counters['trained']}, loaded from cache "
                f"{runner.counters['loaded']}; evaluation units computed {runner.counters['evaluated']}, "
@@ -91,13 +93,64 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
         handler.close()
 
 
+def _without_notes(obj: Any) -> Any:
+    """A plan as JSON data with every ``notes`` entry removed (notes never change a number)."""
+    if isinstance(obj, dict):
+        return {k: _without_notes(v) for k, v in obj.items() if k != "notes"}
+    if isinstance(obj, list | tuple):
+        return [_without_notes(v) for v in obj]
+    return obj
+
+
+def _n_seeds(plan: dict[str, Any]) -> int:
+    seeds = plan.get("seeds", plan.get("families", [{}])[0].get("seeds"))
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError("spec.json names no seeds")
+    return len(seeds)
+
+
+def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Path]:
+    """Rewrite the report of an existing run folder from its ``results.csv``, computing nothing.
+
+    For when the report code (findings, figures, notes) improved after a long run. The current
+    plan must equal the run's ``spec.json`` apart from its notes, otherwise the numbers would
+    describe another experiment and a real re-run is needed.
+    """
+    exp = get_experiment(name)
+    out_dir = Path(out)
+    try:
+        stored = json.loads((out_dir / "spec.json").read_text(encoding="utf-8"))
+        df = pd.read_csv(out_dir / "results.csv")
+    except FileNotFoundError:
+        raise ConfigError(f"{out_dir} holds no finished run of {name} (spec.json and results.csv); "
+                          f"run `transferguard reproduce {name}` first") from None
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise ConfigError(f"{out_dir}: unreadable spec.json or results.csv: {exc}") from None
+    plan = json.loads(json.dumps(exp.plan(stored.get("scale", "offline"), _n_seeds(stored)),
+                                 default=str))
+    if _without_notes(plan) != _without_notes(stored):
+        raise ConfigError(f"the {name} plan changed since the run in {out_dir}; its results no "
+                          "longer match the code: re-run without --report-only")
+    old = (out_dir / "report.md").read_text(encoding="utf-8") if (out_dir / "report.md").exists() else ""
+    footer = old[old.index("\n---\nProduced by") + 5:].strip() if "\n---\nProduced by" in old else ""
+    footer = footer.split("\nReport rebuilt from")[0].strip()
+    atomic_write_json(out_dir / "spec.json", plan)
+    md = exp.report(df, out_dir, plan)
+    md += (f"\n---\n{footer}\nReport rebuilt from `results.csv` by `transferguard reproduce {name} "
+           f"--report-only` (nothing recomputed).\n")
+    write_report(out_dir, md, f"transferguard {name}")
+    return df, out_dir
+
+
 def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
                   out: str | os.PathLike | None = None, names: list[str] | None = None,
-                  **kwargs: Any) -> tuple[pd.DataFrame, Path]:
+                  report_only: bool = False, **kwargs: Any) -> tuple[pd.DataFrame, Path]:
     """Run every registered experiment (sharing one store) and write an index report.
 
     Each experiment gets its own run folder under ``out``; ``out/results.csv`` concatenates their
     tables and ``out/report.md`` / ``report.html`` summarise which findings held, with links.
+    With ``report_only`` every report and the index are rebuilt from the folders' results
+    (:func:`rebuild_report`), keeping the wall times the original runs recorded.
     """
     from .registry import EXPERIMENTS
 
@@ -105,13 +158,23 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     frames, lines = [], []
     total = 0.0
+    if report_only and names is None:  # every experiment that has a finished run folder here
+        names = [n for n in EXPERIMENTS if (out_dir / n / "results.csv").exists()]
+        if not names:
+            raise ConfigError(f"{out_dir} holds no finished experiment to rebuild")
     for name in names or list(EXPERIMENTS):
         t0 = time.perf_counter()
-        df, run_dir = reproduce(name, scale=scale, seeds=seeds, out=out_dir / name, **kwargs)
+        if report_only:
+            df, run_dir = rebuild_report(name, out_dir / name)
+        else:
+            df, run_dir = reproduce(name, scale=scale, seeds=seeds, out=out_dir / name, **kwargs)
         secs = time.perf_counter() - t0
+        md = (run_dir / "report.md").read_text(encoding="utf-8")
+        m = re.search(r"` in (\d+) s \(", md)  # the wall time recorded by the computing run
+        if m or report_only:
+            secs = float(m.group(1)) if m else math.nan
         total += secs
         frames.append(df)
-        md = (run_dir / "report.md").read_text(encoding="utf-8")
         m = re.search(r"(\d+) of (\d+) claims held on this run, (\d+) did not", md)
         held = f"{m.group(1)} / {m.group(2)}" if m else "–"
         m = re.search(r"Training the (\d+) models it uses took (\d+) s", md)
@@ -131,7 +194,8 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
             "| experiment | what it measures | claims held | seconds | training s alone |",
             "|---|---|---|---|---|", *lines, "",
             f"Total wall time: {total / 60:.1f} min. Produced by `transferguard reproduce all --scale {scale}`"
-            + (f" --seeds {seeds}" if seeds else "") + "."])
+            + (f" --seeds {seeds}" if seeds else "") + "."
+            + (" Index rebuilt with `--report-only` from the runs' recorded times." if report_only else "")])
         write_report(out_dir, md_all, f"transferguard all ({scale})")
     return pd.concat(frames, ignore_index=True), out_dir
 

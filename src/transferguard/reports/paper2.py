@@ -131,6 +131,11 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+#: Below this ASR (feature attack, best method, mean over domains) comparisons of ASR between
+#: methods are not evidence: a few flipped images decide them.
+MIN_ASR_TO_COMPARE = 0.05
+
+
 def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Finding]:
     """The paper's claims that this run's methods can test, averaged over domains and seeds."""
     out: list[Finding] = []
@@ -146,8 +151,20 @@ def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Find
         return _mean(df, m, "asr", "noise")
 
     tag = f"[{family}]"
+    feat = df[(df.metric == "asr") & (df.attack == "feature")]
+    top = float(feat.groupby("method")["value"].mean().max()) if len(feat) else math.nan
+    testable = not math.isnan(top) and top >= MIN_ASR_TO_COMPARE
+
+    def on_asr(claim: str, held: bool, evidence: str) -> Finding:
+        """A claim comparing ASRs: only checked where the attack fools some model at all."""
+        if testable:
+            return Finding(claim, held, evidence)
+        return Finding(claim, None, f"not testable: the attack fooled at most {pct(top)} of any "
+                       f"model in this family (< {pct(MIN_ASR_TO_COMPARE)}), so differences "
+                       f"between methods are noise. Numbers: {evidence}")
+
     if {"fine-tune", "re-training"} <= have:
-        out.append(Finding(f"{tag} the attack crafted on the pre-trained model fools end-to-end "
+        out.append(on_asr(f"{tag} the attack crafted on the pre-trained model fools end-to-end "
                            "fine-tuning far more than re-training (Table 2)",
                            asr("fine-tune") > asr("re-training") + 0.05,
                            f"ASR fine-tune {pct(asr('fine-tune'))} (noise {pct(noise('fine-tune'))}) vs "
@@ -156,7 +173,7 @@ def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Find
                            clean("re-training") < clean("fine-tune"),
                            f"clean re-training {pct(clean('re-training'))} vs fine-tune {pct(clean('fine-tune'))}"))
     if {"linear", "fine-tune"} <= have:
-        out.append(Finding(f"{tag} the linear probe is the most vulnerable method (Table 2)",
+        out.append(on_asr(f"{tag} the linear probe is the most vulnerable method (Table 2)",
                            asr("linear") >= max(asr(m) for m in have if m != "linear"),
                            ", ".join(f"{m} {pct(asr(m))}" for m in order if m in have)))
     if "delta" in have and {"fine-tune", "l2sp", "linear"} & have:
@@ -165,7 +182,7 @@ def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Find
                            clean("delta") >= max(clean(m) for m in others),
                            ", ".join(f"{m} {pct(clean(m))}" for m in ["delta", *others])))
     if "renofeation" in have and "delta" in have:
-        out.append(Finding(f"{tag} Renofeation is far more robust than DELTA (Table 4)",
+        out.append(on_asr(f"{tag} Renofeation is far more robust than DELTA (Table 4)",
                            asr("renofeation") < asr("delta") - 0.05,
                            f"ASR renofeation {pct(asr('renofeation'))} vs delta {pct(asr('delta'))}"))
         out.append(Finding(f"{tag} Renofeation's clean accuracy is comparable to DELTA's "
@@ -178,7 +195,7 @@ def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Find
                            f"clean renofeation {pct(clean('renofeation'))} vs re-training "
                            f"{pct(clean('re-training'))}"))
     if "delta adv. trained" in have and "delta" in have:
-        out.append(Finding(f"{tag} PGD-3 adversarial training lowers DELTA's ASR, but less than "
+        out.append(on_asr(f"{tag} PGD-3 adversarial training lowers DELTA's ASR, but less than "
                            "Renofeation (Table 6)",
                            asr("delta adv. trained") < asr("delta") and
                            (math.isnan(asr("renofeation")) or asr("renofeation") < asr("delta adv. trained")),
@@ -190,11 +207,11 @@ def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Find
             out.append(Finding(f"{tag} dropout and SWA raise DELTA-R's feature-distillation loss (Table 7)",
                                fl["delta-r+DO"] > fl["delta-r"] and fl["delta-r+SWA"] > fl["delta-r"],
                                ", ".join(f"{m} {v:.3g}" for m, v in fl.items() if not math.isnan(v))))
-        out.append(Finding(f"{tag} dropout and SWA each lower DELTA-R's ASR (Table 7 / Figure 3)",
+        out.append(on_asr(f"{tag} dropout and SWA each lower DELTA-R's ASR (Table 7 / Figure 3)",
                            asr("delta-r+DO") < asr("delta-r") and asr("delta-r+SWA") < asr("delta-r"),
                            ", ".join(f"{m} {pct(asr(m))}" for m in ("delta-r", "delta-r+DO", "delta-r+SWA"))))
     if "delta" in have and "delta-r" in have:
-        out.append(Finding(f"{tag} random initialisation (DELTA-R) lowers DELTA's ASR (Figure 3)",
+        out.append(on_asr(f"{tag} random initialisation (DELTA-R) lowers DELTA's ASR (Figure 3)",
                            asr("delta-r") < asr("delta"),
                            f"ASR delta {pct(asr('delta'))} vs delta-r {pct(asr('delta-r'))}"))
     for dist in ("weight_distance", "feature_distance"):
@@ -203,13 +220,13 @@ def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Find
         joined = pd.concat([d.rename("d"), a.rename("asr")], axis=1).dropna()
         rho = _spearman(joined["d"].to_numpy(), joined["asr"].to_numpy()) if len(joined) else float("nan")
         if not math.isnan(rho):
-            out.append(Finding(f"{tag} ASR falls as the {dist.replace('_', ' ')} to the pre-trained model "
+            out.append(on_asr(f"{tag} ASR falls as the {dist.replace('_', ' ')} to the pre-trained model "
                                "grows (negative correlation, Figure 1)", rho < 0,
                                f"Spearman ρ = {rho:.2f} over {len(joined)} method × domain points"))
     lam = [m for m in have if m.startswith("delta λ=")]
     if lam and "renofeation" in have:
         best = min(lam, key=asr)
-        out.append(Finding(f"{tag} no λ_feat gives DELTA Renofeation's robustness (Figure 4)",
+        out.append(on_asr(f"{tag} no λ_feat gives DELTA Renofeation's robustness (Figure 4)",
                            asr(best) > asr("renofeation"),
                            f"lowest DELTA ASR {pct(asr(best))} ({best}) vs renofeation {pct(asr('renofeation'))}"))
     return out
