@@ -175,8 +175,11 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
             secs = float(m.group(1)) if m else math.nan
         total += secs
         frames.append(df)
-        m = re.search(r"(\d+) of (\d+) claims held on this run, (\d+) did not", md)
+        m = re.search(r"(\d+) of (\d+) claims held on this run, (\d+) did not"
+                      r"(?:, (\d+) could not be checked)?", md)
         held = f"{m.group(1)} / {m.group(2)}" if m else "–"
+        if m and m.group(4):
+            held += f" ({m.group(4)} not checkable)"
         m = re.search(r"Training the (\d+) models it uses took (\d+) s", md)
         alone = f"{m.group(2)} ({m.group(1)} models)" if m else "–"
         lines.append(f"| [{name}]({name}/report.md) | {EXPERIMENTS[name].summary} | {held} | "
