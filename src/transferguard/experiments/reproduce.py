@@ -103,7 +103,7 @@ def _without_notes(obj: Any) -> Any:
 
 
 def _n_seeds(plan: dict[str, Any]) -> int:
-    seeds = plan.get("seeds", plan.get("families", [{}])[0].get("seeds"))
+    seeds = plan.get("seeds", (plan.get("families") or [{}])[0].get("seeds"))
     if not isinstance(seeds, list) or not seeds:
         raise ConfigError("spec.json names no seeds")
     return len(seeds)
