@@ -53,7 +53,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import EXPERIMENTS, reproduce, reproduce_all
-    from .experiments.reproduce import rebuild_report
+    from .experiments.reproduce import rebuild_report, run_folder
 
     if args.list or not args.name:
         width = max(len(n) for n in EXPERIMENTS)
@@ -65,7 +65,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if args.name == "all":
             df, out = reproduce_all(scale=args.scale, out=args.out, report_only=True)
         else:
-            df, out = rebuild_report(args.name, args.out or Path("runs") / f"{args.name}-{args.scale}")
+            df, out = rebuild_report(args.name, run_folder(args.name, args.scale, args.out))
         print(f"report rebuilt from {len(df)} result rows → {out / 'report.md'}")
         return 0
     kwargs = dict(scale=args.scale, seeds=args.seeds, out=args.out, store=args.store,

@@ -122,7 +122,8 @@ def _families(name: str, scale: str, seeds: int, names: list[str], *, imagenet_t
 
 
 #: Why the ablations run on the DTN family only offline: with the imagenet family as well,
-#: ``reproduce all --scale offline`` would need ≈ 2 h on 2 CPU cores instead of ≈ 1.5 h.
+#: ``reproduce all --scale offline`` (measured 103 min on 2 CPU cores without them) would need
+#: ≈ 20 min more.
 _SYN_ONLY = ("Offline: the DTN family only. Each EfficientNet-Lite0 model costs 1–4 min on 2 CPU "
              "cores; the extra ones (7 for reno-fig3, 3 for reno-table7) do not fit the 90-minute aim "
              "of `reproduce all --scale offline`. At paper scale it runs on ResNet-18.")

@@ -45,6 +45,11 @@ def write_results(df: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
+def run_folder(name: str, scale: str, out: str | os.PathLike | None = None) -> Path:
+    """``out``, or the default run folder ``runs/NAME-SCALE``."""
+    return Path(out) if out is not None else Path("runs") / f"{name}-{scale}"
+
+
 def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
               out: str | os.PathLike | None = None, store: str | os.PathLike | None = None,
               device: str = "auto", progress: bool = True, data_root: str | None = None,
@@ -57,7 +62,7 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
     n_seeds = seeds if seeds is not None else exp.default_seeds[scale]
     if n_seeds < 1:
         raise ConfigError("--seeds must be at least 1")
-    out_dir = Path(out) if out is not None else Path("runs") / f"{name}-{scale}"
+    out_dir = run_folder(name, scale, out)
     out_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out_dir / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -74,9 +79,10 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
         rows = exp.run(runner, plan)
         df = results_frame(rows)
         write_results(df, out_dir / "results.csv")
-        _link_checkpoints(runner, out_dir)
+        behind = models_behind(runner)
+        _link_checkpoints(runner.store, behind, out_dir)
         md = exp.report(df, out_dir, plan)
-        n_models, train_s = training_cost(runner)
+        n_models, train_s = training_cost(behind)
         elapsed = time.perf_counter() - t0  # computing, checkpoint links and report figures
         md += (f"\n---\nProduced by `transferguard reproduce {name} --scale {scale} --seeds {n_seeds}` "
                f"in {elapsed:.0f} s (models trained {runner.counters['trained']}, loaded from cache "
@@ -154,7 +160,7 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
     """
     from .registry import EXPERIMENTS
 
-    out_dir = Path(out) if out is not None else Path("runs") / f"all-{scale}"
+    out_dir = run_folder("all", scale, out)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames, lines = [], []
     total = 0.0
@@ -220,20 +226,19 @@ def models_behind(runner: Runner) -> dict[str, dict[str, Any]]:
     return out
 
 
-def training_cost(runner: Runner) -> tuple[int, float]:
-    """(number of models, their recorded training seconds) behind a run: what the experiment
-    costs on its own with an empty store, evaluation aside."""
-    metas = models_behind(runner)
+def training_cost(metas: dict[str, dict[str, Any]]) -> tuple[int, float]:
+    """(number of models, their recorded training seconds) of :func:`models_behind`'s result:
+    what the experiment costs on its own with an empty store, evaluation aside."""
     return len(metas), sum(float(m.get("train_seconds") or 0.0) for m in metas.values())
 
 
-def _link_checkpoints(runner: Runner, out_dir: Path) -> None:
+def _link_checkpoints(store: Store, metas: dict[str, dict[str, Any]], out_dir: Path) -> None:
     """Put the checkpoints this run used into ``out_dir/checkpoints`` (hard links, else copies)."""
     ck = out_dir / "checkpoints"
     ck.mkdir(exist_ok=True)
     index = {}
-    for key, meta in models_behind(runner).items():
-        stem = runner.store.model_path(key)
+    for key, meta in metas.items():
+        stem = store.model_path(key)
         name = f"{slug(meta.get('label') or key)}-{key}"
         for suffix in (".safetensors", ".json"):
             src, dst = stem.with_suffix(suffix), ck / f"{name}{suffix}"

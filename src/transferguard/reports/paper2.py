@@ -99,9 +99,7 @@ def _figures(df: pd.DataFrame, out_dir: Path, family: str, order: list[str]) -> 
                      path=out_dir / png, order=order)
             md += [f"![{family} {metric}]({png})"]
     for dist in ("weight_distance", "feature_distance"):
-        d = df[df.metric == dist].groupby(["method", "task"])["value"].mean()
-        a = df[(df.metric == "asr") & (df.attack == "feature")].groupby(["method", "task"])["value"].mean()
-        joined = pd.concat([d.rename("d"), a.rename("asr")], axis=1).dropna()
+        joined = _asr_vs(df, dist)
         if joined.empty:
             continue
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
@@ -120,6 +118,13 @@ def _figures(df: pd.DataFrame, out_dir: Path, family: str, order: list[str]) -> 
                f"Spearman correlation of ASR with {dist.replace('_', ' ')}: {rho:.2f} "
                f"({len(joined)} method × domain points)."]
     return md + [""]
+
+
+def _asr_vs(df: pd.DataFrame, dist: str) -> pd.DataFrame:
+    """Per (method, task): the distance ``dist`` (column ``d``) beside the feature attack's ASR."""
+    d = df[df.metric == dist].groupby(["method", "task"])["value"].mean()
+    a = df[(df.metric == "asr") & (df.attack == "feature")].groupby(["method", "task"])["value"].mean()
+    return pd.concat([d.rename("d"), a.rename("asr")], axis=1).dropna()
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -215,9 +220,7 @@ def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Find
                            asr("delta-r") < asr("delta"),
                            f"ASR delta {pct(asr('delta'))} vs delta-r {pct(asr('delta-r'))}"))
     for dist in ("weight_distance", "feature_distance"):
-        d = df[df.metric == dist].groupby(["method", "task"])["value"].mean()
-        a = df[(df.metric == "asr") & (df.attack == "feature")].groupby(["method", "task"])["value"].mean()
-        joined = pd.concat([d.rename("d"), a.rename("asr")], axis=1).dropna()
+        joined = _asr_vs(df, dist)
         rho = _spearman(joined["d"].to_numpy(), joined["asr"].to_numpy()) if len(joined) else float("nan")
         if not math.isnan(rho):
             out.append(on_asr(f"{tag} ASR falls as the {dist.replace('_', ' ')} to the pre-trained model "
