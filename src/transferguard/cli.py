@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
+from ._allocator import tune_malloc
 from .errors import ConfigError, TransferGuardError
 
 log = logging.getLogger("transferguard")
@@ -255,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    tune_malloc()  # large tensors from the heap, not fresh mmaps: see transferguard._allocator
     try:
         return int(args.func(args) or 0)
     except TransferGuardError as exc:

@@ -59,9 +59,11 @@ def _train_unit(spec: ModelSpec, store_root: str, device: str, data_root: str | 
     """Worker entry point: train (or find) one model in the shared store; returns its key."""
     import torch
 
+    from .._allocator import tune_malloc
     from .runner import Runner
     from .store import Store
 
+    tune_malloc()  # a fresh worker process: same allocator settings as the CLI
     torch.set_num_threads(threads)
     Runner(Store(store_root), device=device, progress=False, data_root=data_root).model(spec)
     return spec.key()
