@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from transferguard.cli import main, parse_eps
 from transferguard.errors import ConfigError
 from transferguard.experiments import EXPERIMENTS, Experiment, paper1
+from transferguard.experiments.legacy_runs import run_record_from_report
+from transferguard.experiments.reproduce import footer_markdown
 from transferguard.experiments.spec import DataSpec, TrainSpec
 from transferguard.reports import paper1 as paper1_report
 
@@ -80,6 +83,32 @@ def test_attack_refuses_epsilon_outside_unit_interval(capsys, tmp_path) -> None:
     assert code == 2 and "Traceback" not in err
 
 
+# The closing paragraph of reports written before run folders had a run.json.
+_LEGACY_FOOTER = (
+    "Produced by `transferguard reproduce {name} --scale offline --seeds 1` in 123 s (models trained "
+    "7, loaded from cache 1; evaluation units computed 2, cached 5). Training the 9 models it uses "
+    "took 456 s when they were trained (the bulk of what a run with an empty store spends).\n"
+    "Report rebuilt from `results.csv` by `transferguard reproduce {name} --report-only` "
+    "(nothing recomputed).\n")
+
+
+def test_run_record_migrated_from_legacy_footer(tmp_path) -> None:
+    assert run_record_from_report(tmp_path) is None  # no report.md
+    (tmp_path / "report.md").write_text("# x\n\n1 of 2 claims held on this run, 1 did not.\n")
+    assert run_record_from_report(tmp_path) is None  # no footer
+    (tmp_path / "report.md").write_text("# x\n\n---\n" + _LEGACY_FOOTER.format(name="fig4"))
+    rec = run_record_from_report(tmp_path)
+    assert rec == {"experiment": "fig4", "scale": "offline", "seeds": 1,
+                   "command": "transferguard reproduce fig4 --scale offline --seeds 1",
+                   "finished": None, "elapsed_s": 123,
+                   "counters": {"trained": 7, "loaded": 1, "evaluated": 2, "eval_cached": 5},
+                   "models": 9, "train_seconds": 456, "claims": None,
+                   "migrated_from": "report.md footer"}
+    # The footer written from a record is the legacy one, so old and new folders read the same.
+    assert footer_markdown({**rec, "report_rebuilt": "2026-01-01T00:00:00+00:00"}) == (
+        "\n---\n" + _LEGACY_FOOTER.format(name="fig4"))
+
+
 def _register_tiny(monkeypatch, name: str) -> None:
     """Register a seconds-long paper-1 experiment (U→M, Scratch vs FT) under ``name``."""
     tiny = TrainSpec(epochs=None, iterations=4, batch_size=32, eval_every=2)
@@ -101,9 +130,14 @@ def test_reproduce_writes_a_complete_run_folder(capsys, tmp_path, monkeypatch) -
     code, stdout, err = run(capsys, "reproduce", "tiny-cli", "--out", str(out), "--store",
                             str(tmp_path / "store"), "--quiet", "--device", "cpu", "--seeds", "2")
     assert code == 0, err
-    for name in ("spec.json", "results.csv", "report.md", "report.html", "run.log",
+    for name in ("spec.json", "results.csv", "run.json", "report.md", "report.html", "run.log",
                  "clean_accuracy.png", "checkpoints/index.json"):
         assert (out / name).exists(), name
+    run_rec = json.loads((out / "run.json").read_text())
+    assert run_rec["command"] == "transferguard reproduce tiny-cli --scale offline --seeds 2"
+    assert (run_rec["experiment"], run_rec["scale"], run_rec["seeds"]) == ("tiny-cli", "offline", 2)
+    assert run_rec["counters"]["trained"] == 6 and run_rec["models"] == 6
+    assert f"`{run_rec['command']}` in {run_rec['elapsed_s']:.0f} s" in (out / "report.md").read_text()
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns[:9]) == ["experiment", "task", "method", "arch", "seed", "attack", "eps",
                                     "metric", "value"]
@@ -132,13 +166,66 @@ def test_reproduce_all_index_reports_shared_and_standalone_cost(tmp_path, monkey
     for name in ("tiny-a", "tiny-b"):  # a fully cached run still links the models it used
         assert len(list((out / name / "checkpoints").glob("*.safetensors"))) == 3
 
-    # --report-only rebuilds every report and the index from results.csv, keeping the run times.
+    # Each folder's run.json records the run; the claim counts are those of the report's findings.
+    recs = {n: json.loads((out / n / "run.json").read_text()) for n in ("tiny-a", "tiny-b")}
+    a = recs["tiny-a"]
+    assert {"experiment", "scale", "seeds", "command", "finished", "elapsed_s", "counters",
+            "models", "train_seconds", "claims"} <= set(a)
+    assert a["command"] == "transferguard reproduce tiny-a --scale offline --seeds 1"
+    assert datetime.fromisoformat(a["finished"]).utcoffset() == timedelta(0)
+    assert a["elapsed_s"] > 0 and a["train_seconds"] > 0 and a["models"] == 3
+    assert (a["counters"]["trained"], a["counters"]["loaded"]) == (3, 0)
+    assert (f"(models trained 3, loaded from cache 0; evaluation units computed "
+            f"{a['counters']['evaluated']}, cached {a['counters']['eval_cached']})"
+            in (out / "tiny-a" / "report.md").read_text())
+    assert recs["tiny-b"]["counters"]["trained"] == 0
+    assert recs["tiny-b"]["train_seconds"] == pytest.approx(a["train_seconds"])
+    plan = EXPERIMENTS["tiny-a"].plan("offline", 1)
+    expected = paper1_report.build_report(df[df.experiment == "tiny-a"], tmp_path, plan).claims()
+    assert a["claims"] == expected and expected["total"] > 0
+    c = a["claims"]
+    assert f"{c['held']} of {c['total']} claims held" in (out / "tiny-a" / "report.md").read_text()
+    # The index is written from run.json, not from the reports.
+    assert rows[0].removesuffix(" |").split(" | ")[2:5] == [
+        f"{c['held']} / {c['total']}" + (f" ({c['unchecked']} not checkable)" if c["unchecked"] else ""),
+        f"{a['elapsed_s']:.0f}", f"{a['train_seconds']:.0f} (3 models)"]
+
+    # --report-only rebuilds every report and the index from results.csv, keeping the run times
+    # and training cost that run.json recorded but recounting the claims.
     secs = [line.split(" | ")[3] for line in rows]
     code = main(["reproduce", "all", "--report-only", "--out", str(out)])
     assert code == 0
     assert (out / "tiny-a" / "report.md").read_text().count("Report rebuilt from") == 1
     again = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| [tiny-")]
     assert [line.split(" | ")[3] for line in again] == secs
+    rebuilt = json.loads((out / "tiny-a" / "run.json").read_text())
+    assert {k: v for k, v in rebuilt.items() if k != "report_rebuilt"} == a
+    assert datetime.fromisoformat(rebuilt["report_rebuilt"]) >= datetime.fromisoformat(a["finished"])
+
+    tampered = {**a, "elapsed_s": 4242.0, "train_seconds": 777.0, "claims": {
+        "held": 99, "failed": 0, "unchecked": 0, "total": 99}}
+    (out / "tiny-a" / "run.json").write_text(json.dumps(tampered))
+    assert main(["reproduce", "tiny-a", "--report-only", "--out", str(out / "tiny-a")]) == 0
+    rebuilt = json.loads((out / "tiny-a" / "run.json").read_text())
+    assert (rebuilt["elapsed_s"], rebuilt["train_seconds"], rebuilt["claims"]) == (4242.0, 777.0, c)
+    md = (out / "tiny-a" / "report.md").read_text()
+    assert "` in 4242 s (" in md and "took 777 s" in md and md.count("Report rebuilt from") == 1
+
+    # A folder from before run.json existed: its record is migrated from the old report footer.
+    (out / "tiny-b" / "run.json").unlink()
+    old = (out / "tiny-b" / "report.md").read_text().split("\n---\n")[0]
+    (out / "tiny-b" / "report.md").write_text(old + "\n---\n" + _LEGACY_FOOTER.format(name="tiny-b"))
+    assert main(["reproduce", "all", "--report-only", "--out", str(out)]) == 0
+    migrated = json.loads((out / "tiny-b" / "run.json").read_text())
+    assert migrated["elapsed_s"] == 123 and migrated["train_seconds"] == 456
+    assert migrated["counters"] == {"trained": 7, "loaded": 1, "evaluated": 2, "eval_cached": 5}
+    assert migrated["claims"] == c  # same models and grid as tiny-a: same findings
+    md = (out / "tiny-b" / "report.md").read_text()
+    assert "` in 123 s (models trained 7, loaded from cache 1;" in md
+    assert md.count("Report rebuilt from") == 1
+    index = (out / "report.md").read_text()
+    assert "| 4242 | 777 (3 models) |" in index and "| 123 | 456 (9 models) |" in index
+    assert f"Total wall time: {(4242 + 123) / 60:.1f} min." in index
     # ... but refuses when the plan behind the results has changed.
     _register_tiny(monkeypatch, "tiny-a")
     plan = EXPERIMENTS["tiny-a"].plan
@@ -159,3 +246,18 @@ def test_help_does_not_import_torch() -> None:
             "print(sorted(m for m in ('torch', 'torchvision', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_reproduce_list_does_not_import_torch() -> None:
+    """`transferguard reproduce --list` reads the registry without importing any experiment's code."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom transferguard.cli import main\nmain(['reproduce', '--list'])\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "[]"
+    listed = [line.split()[0] for line in lines[:-1]]
+    assert listed == [*EXPERIMENTS, "all"]
+    assert all(EXPERIMENTS[n].summary in out.stdout for n in EXPERIMENTS)

@@ -87,7 +87,7 @@ def test_paper1_grid_end_to_end_caches_and_reports(tmp_path) -> None:
     assert df[df.metric != "gamma"]["value"].between(0, 1e6).all()
     n_test = 40
     assert (df.metric == "grad_norm").sum() == 3 * n_test
-    md = r1.build_report(df, tmp_path, plan)
+    md = r1.build_report(df, tmp_path, plan).markdown
     assert "held on this run" in md and (tmp_path / "gamma_u-m.png").exists()
 
     # a second run over the same store recomputes nothing and gives the same table
@@ -117,7 +117,7 @@ def test_paper2_grid_end_to_end(tmp_path) -> None:
     got = set(zip(df.attack, df.metric, strict=True))
     assert {("none", "clean_acc"), ("feature", "asr"), ("noise", "asr"), ("none", "weight_distance"),
             ("none", "feature_distance"), ("none", "feature_loss")} <= got
-    md = r2.build_report(df, tmp_path, plan)
+    md = r2.build_report(df, tmp_path, plan).markdown
     assert "Renofeation" in md and "ASR" in md
 
 

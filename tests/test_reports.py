@@ -50,7 +50,7 @@ def test_paper1_findings_from_fixed_table() -> None:
 def test_paper1_report_writes_tables_and_figures(tmp_path) -> None:
     df = pd.DataFrame(_p1_rows(ft_black=0.1))
     plan = {"experiment": "t", "scale": "offline", "seeds": [0, 1], "notes": ""}
-    md = r1.build_report(df, tmp_path, plan)
+    md = r1.build_report(df, tmp_path, plan).markdown
     assert "| Scratch | 20.0 | " in md.replace("20.0 ± 0.0", "20.0") or "| Scratch |" in md
     assert "4 of" in md or "held on this run" in md
     for png in ("clean_accuracy.png", "fgsm-white_m-u.png", "fgsm-black_m-u.png", "gamma_m-u.png"):

@@ -1,12 +1,18 @@
-"""What an experiment is: a named grid that produces tidy result rows and a report."""
+"""What an experiment is: a named grid that produces tidy result rows and a report.
+
+Kept free of heavy imports (torch, pandas, matplotlib) so that listing the registry is instant.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..reports.common import Report
 
 #: Columns every results table has, in this order (more may follow).
 RESULT_COLUMNS = ["experiment", "task", "method", "arch", "seed", "attack", "eps", "metric", "value"]
@@ -20,7 +26,10 @@ class Experiment:
 
     ``plan(scale, seeds)`` returns the resolved, JSON-serialisable spec of the whole grid;
     ``run(runner, plan)`` computes it and returns result rows; ``report(df, out_dir, plan)``
-    writes Markdown/figures from the results table alone and returns the Markdown text.
+    writes figures from the results table alone and returns a
+    :class:`~transferguard.reports.common.Report` (Markdown text and the checked findings).
+    The three may be :class:`~transferguard.experiments.registry.Lazy` references, which import
+    their module on first call.
     """
 
     name: str
@@ -28,5 +37,5 @@ class Experiment:
     paper: str
     plan: Callable[[str, int], dict[str, Any]]
     run: Callable[[Any, dict[str, Any]], list[dict[str, Any]]]
-    report: Callable[[pd.DataFrame, Any, dict[str, Any]], str]
+    report: Callable[[pd.DataFrame, Any, dict[str, Any]], Report]
     default_seeds: dict[str, int] = field(default_factory=lambda: {"offline": 1, "paper": 3})

@@ -1,9 +1,14 @@
 """``reproduce``: run a registered experiment into a run folder.
 
-The run folder holds ``spec.json`` (the resolved plan), ``results.csv`` (tidy rows),
+The run folder holds ``spec.json`` (the resolved plan), ``results.csv`` (tidy rows), ``run.json``
+(the run's record: command, finish time, wall time, cache counters, training cost, claim counts),
 ``report.md`` / ``report.html`` with PNG figures, ``run.log``, and ``checkpoints/`` links to the
 cached models the run used. Results and reports are written atomically; models and evaluation
 units are cached in the store, so re-running recomputes nothing.
+
+pandas, torch and matplotlib are imported inside the functions that use them: the
+``transferguard.experiments`` package imports this module and must stay light for
+``transferguard reproduce --list``.
 """
 
 from __future__ import annotations
@@ -12,28 +17,34 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .._io import atomic_write, atomic_write_json
 from ..errors import ConfigError
-from ..models.checkpoint import read_sidecar
-from ..reports.common import slug, write_report
 from .base import RESULT_COLUMNS, SCALES
+from .legacy_runs import run_record_from_report
 from .registry import get_experiment
-from .runner import Runner
-from .store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .runner import Runner
+    from .store import Store
 
 log = logging.getLogger(__name__)
+
+#: The run record of a run folder, written by :func:`reproduce`, updated by :func:`rebuild_report`.
+RUN_RECORD = "run.json"
 
 
 def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows → DataFrame with the standard columns first."""
+    import pandas as pd
+
     df = pd.DataFrame(rows)
     for c in RESULT_COLUMNS:
         if c not in df.columns:
@@ -42,6 +53,7 @@ def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def write_results(df: pd.DataFrame, path: Path) -> None:
+    """Write the results table as CSV, atomically."""
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
@@ -50,12 +62,54 @@ def run_folder(name: str, scale: str, out: str | os.PathLike | None = None) -> P
     return Path(out) if out is not None else Path("runs") / f"{name}-{scale}"
 
 
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def command_line(name: str, scale: str, seeds: int) -> str:
+    """The command that reproduces a run, as its report quotes it."""
+    return f"transferguard reproduce {name} --scale {scale} --seeds {seeds}"
+
+
+def footer_markdown(run: dict[str, Any]) -> str:
+    """The closing paragraph of a report, written from its run record (``run.json``) alone."""
+    if run.get("elapsed_s") is None:  # a legacy folder whose report held no footer to migrate
+        text = (f"Produced by `{run['command']}` (its wall time, cache use and training cost were "
+                "not recorded).")
+    else:
+        c = run["counters"]
+        text = (f"Produced by `{run['command']}` in {run['elapsed_s']:.0f} s (models trained "
+                f"{c['trained']}, loaded from cache {c['loaded']}; evaluation units computed "
+                f"{c['evaluated']}, cached {c['eval_cached']}). Training the {run['models']} models "
+                f"it uses took {run['train_seconds']:.0f} s when they were trained (the bulk of what "
+                "a run with an empty store spends).")
+    if run.get("report_rebuilt"):
+        text += (f"\nReport rebuilt from `results.csv` by `transferguard reproduce {run['experiment']} "
+                 "--report-only` (nothing recomputed).")
+    return f"\n---\n{text}\n"
+
+
+def read_run_record(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``run.json`` of a run folder, or None if it has none."""
+    path = Path(out_dir) / RUN_RECORD
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: unreadable run record: {exc}") from None
+
+
 def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
               out: str | os.PathLike | None = None, store: str | os.PathLike | None = None,
               device: str = "auto", progress: bool = True, data_root: str | None = None,
               backend: str = "local", workers: int | None = None, address: str | None = None
               ) -> tuple[pd.DataFrame, Path]:
     """Run experiment ``name`` and write its run folder; return (results, run folder)."""
+    from ..reports.common import write_report
+    from .runner import Runner
+    from .store import Store
+
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; expected one of {SCALES}")
     exp = get_experiment(name)
@@ -81,16 +135,15 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
         write_results(df, out_dir / "results.csv")
         behind = models_behind(runner)
         _link_checkpoints(runner.store, behind, out_dir)
-        md = exp.report(df, out_dir, plan)
+        report = exp.report(df, out_dir, plan)
         n_models, train_s = training_cost(behind)
         elapsed = time.perf_counter() - t0  # computing, checkpoint links and report figures
-        md += (f"\n---\nProduced by `transferguard reproduce {name} --scale {scale} --seeds {n_seeds}` "
-               f"in {elapsed:.0f} s (models trained {runner.counters['trained']}, loaded from cache "
-               f"{runner.counters['loaded']}; evaluation units computed {runner.counters['evaluated']}, "
-               f"cached {runner.counters['eval_cached']}). Training the {n_models} models it uses "
-               f"took {train_s:.0f} s when they were trained (the bulk of what a run with an empty "
-               f"store spends).\n")
-        write_report(out_dir, md, f"transferguard {name}")
+        run = {"experiment": name, "scale": scale, "seeds": n_seeds,
+               "command": command_line(name, scale, n_seeds), "finished": _utc_now(),
+               "elapsed_s": round(elapsed, 3), "counters": dict(runner.counters),
+               "models": n_models, "train_seconds": round(train_s, 3), "claims": report.claims()}
+        atomic_write_json(out_dir / RUN_RECORD, run)  # first: a report.md implies its run.json
+        write_report(out_dir, report.markdown + footer_markdown(run), f"transferguard {name}")
         log.info("%s finished in %.1f s: %s", name, elapsed, runner.counters)
         return df, out_dir
     finally:
@@ -120,8 +173,14 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
 
     For when the report code (findings, figures, notes) improved after a long run. The current
     plan must equal the run's ``spec.json`` apart from its notes, otherwise the numbers would
-    describe another experiment and a real re-run is needed.
+    describe another experiment and a real re-run is needed. ``run.json`` keeps what the
+    computing run recorded (wall time, counters, training cost); only its claim counts, which
+    follow the report code, and the ``report_rebuilt`` time are updated.
     """
+    import pandas as pd
+
+    from ..reports.common import write_report
+
     exp = get_experiment(name)
     out_dir = Path(out)
     try:
@@ -132,20 +191,37 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
                           f"run `transferguard reproduce {name}` first") from None
     except (ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"{out_dir}: unreadable spec.json or results.csv: {exc}") from None
-    plan = json.loads(json.dumps(exp.plan(stored.get("scale", "offline"), _n_seeds(stored)),
-                                 default=str))
+    scale, n_seeds = stored.get("scale", "offline"), _n_seeds(stored)
+    plan = json.loads(json.dumps(exp.plan(scale, n_seeds), default=str))
     if _without_notes(plan) != _without_notes(stored):
         raise ConfigError(f"the {name} plan changed since the run in {out_dir}; its results no "
                           "longer match the code: re-run without --report-only")
-    old = (out_dir / "report.md").read_text(encoding="utf-8") if (out_dir / "report.md").exists() else ""
-    footer = old[old.index("\n---\nProduced by") + 5:].strip() if "\n---\nProduced by" in old else ""
-    footer = footer.split("\nReport rebuilt from")[0].strip()
+    # a folder from before run.json existed: migrate its record from the old report footer
+    run = read_run_record(out_dir) or run_record_from_report(out_dir)
+    if run is None:
+        log.warning("%s has neither run.json nor a report footer: its wall time and training cost "
+                    "are unknown", out_dir)
+        run = {"experiment": name, "scale": scale, "seeds": n_seeds,
+               "command": command_line(name, scale, n_seeds), "finished": None, "elapsed_s": None,
+               "counters": None, "models": None, "train_seconds": None}
     atomic_write_json(out_dir / "spec.json", plan)
-    md = exp.report(df, out_dir, plan)
-    md += (f"\n---\n{footer}\nReport rebuilt from `results.csv` by `transferguard reproduce {name} "
-           f"--report-only` (nothing recomputed).\n")
-    write_report(out_dir, md, f"transferguard {name}")
+    report = exp.report(df, out_dir, plan)
+    run = {**run, "claims": report.claims(), "report_rebuilt": _utc_now()}
+    atomic_write_json(out_dir / RUN_RECORD, run)
+    write_report(out_dir, report.markdown + footer_markdown(run), f"transferguard {name}")
     return df, out_dir
+
+
+def _index_row(name: str, summary: str, run: dict[str, Any]) -> tuple[str, float]:
+    """The index table's row of one experiment and its recorded wall time (NaN if unknown)."""
+    claims = run.get("claims")
+    held = f"{claims['held']} / {claims['total']}" if claims else "–"
+    if claims and claims["unchecked"]:
+        held += f" ({claims['unchecked']} not checkable)"
+    alone = (f"{run['train_seconds']:.0f} ({run['models']} models)"
+             if run.get("train_seconds") is not None else "–")
+    secs = float(run["elapsed_s"]) if run.get("elapsed_s") is not None else math.nan
+    return f"| [{name}]({name}/report.md) | {summary} | {held} | {secs:.0f} | {alone} |", secs
 
 
 def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
@@ -154,10 +230,14 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
     """Run every registered experiment (sharing one store) and write an index report.
 
     Each experiment gets its own run folder under ``out``; ``out/results.csv`` concatenates their
-    tables and ``out/report.md`` / ``report.html`` summarise which findings held, with links.
-    With ``report_only`` every report and the index are rebuilt from the folders' results
-    (:func:`rebuild_report`), keeping the wall times the original runs recorded.
+    tables and ``out/report.md`` / ``report.html`` summarise which findings held, with links. The
+    index reads each folder's ``run.json``. With ``report_only`` every report and the index are
+    rebuilt from the folders' results (:func:`rebuild_report`), keeping the wall times the
+    original runs recorded.
     """
+    import pandas as pd
+
+    from ..reports.common import write_report
     from .registry import EXPERIMENTS
 
     out_dir = run_folder("all", scale, out)
@@ -169,27 +249,17 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
         if not names:
             raise ConfigError(f"{out_dir} holds no finished experiment to rebuild")
     for name in names or list(EXPERIMENTS):
-        t0 = time.perf_counter()
         if report_only:
             df, run_dir = rebuild_report(name, out_dir / name)
         else:
             df, run_dir = reproduce(name, scale=scale, seeds=seeds, out=out_dir / name, **kwargs)
-        secs = time.perf_counter() - t0
-        md = (run_dir / "report.md").read_text(encoding="utf-8")
-        m = re.search(r"` in (\d+) s \(", md)  # the wall time recorded by the computing run
-        if m or report_only:
-            secs = float(m.group(1)) if m else math.nan
+        run = read_run_record(run_dir)
+        if run is None:  # both functions above write it
+            raise ConfigError(f"{run_dir} has no {RUN_RECORD}")
+        line, secs = _index_row(name, EXPERIMENTS[name].summary, run)
         total += secs
         frames.append(df)
-        m = re.search(r"(\d+) of (\d+) claims held on this run, (\d+) did not"
-                      r"(?:, (\d+) could not be checked)?", md)
-        held = f"{m.group(1)} / {m.group(2)}" if m else "–"
-        if m and m.group(4):
-            held += f" ({m.group(4)} not checkable)"
-        m = re.search(r"Training the (\d+) models it uses took (\d+) s", md)
-        alone = f"{m.group(2)} ({m.group(1)} models)" if m else "–"
-        lines.append(f"| [{name}]({name}/report.md) | {EXPERIMENTS[name].summary} | {held} | "
-                     f"{secs:.0f} | {alone} |")
+        lines.append(line)
         all_df = pd.concat(frames, ignore_index=True)
         write_results(all_df, out_dir / "results.csv")
         md_all = "\n".join([
@@ -215,6 +285,8 @@ def models_behind(runner: Runner) -> dict[str, dict[str, Any]]:
     Walks the ``parent`` keys of the checkpoints, so models that this run found in the cache (and
     never loaded) count too; public pre-trained models are not in the store and are skipped.
     """
+    from ..models.checkpoint import read_sidecar
+
     todo, out = [*runner.used, *runner._models], {}
     while todo:
         key = todo.pop()
@@ -234,6 +306,8 @@ def training_cost(metas: dict[str, dict[str, Any]]) -> tuple[int, float]:
 
 def _link_checkpoints(store: Store, metas: dict[str, dict[str, Any]], out_dir: Path) -> None:
     """Put the checkpoints this run used into ``out_dir/checkpoints`` (hard links, else copies)."""
+    from ..reports.common import slug
+
     ck = out_dir / "checkpoints"
     ck.mkdir(exist_ok=True)
     index = {}

@@ -137,14 +137,40 @@ class Finding:
         return f"- {mark} — {self.claim}  \n  Evidence: {self.evidence}"
 
 
-def findings_markdown(findings: Sequence[Finding]) -> str:
+def claim_counts(findings: Sequence[Finding]) -> dict[str, int]:
+    """How many claims held, failed, could not be checked, and in total.
+
+    The one place that counts: the report's summary line and a run's ``run.json`` both use it.
+    """
     held = sum(f.held is True for f in findings)
     failed = sum(f.held is False for f in findings)
-    head = f"{held} of {len(findings)} claims held on this run, {failed} did not"
-    skipped = len(findings) - held - failed
-    if skipped:
-        head += f", {skipped} could not be checked"
+    return {"held": held, "failed": failed, "unchecked": len(findings) - held - failed,
+            "total": len(findings)}
+
+
+def findings_markdown(findings: Sequence[Finding]) -> str:
+    """The summary line of :func:`claim_counts` followed by every finding with its evidence."""
+    c = claim_counts(findings)
+    head = f"{c['held']} of {c['total']} claims held on this run, {c['failed']} did not"
+    if c["unchecked"]:
+        head += f", {c['unchecked']} could not be checked"
     return head + ".\n\n" + "\n".join(f.markdown() for f in findings)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What an experiment's report function returns: its Markdown and the findings it checked.
+
+    The findings travel with the text so that callers (``reproduce``'s ``run.json``) count claims
+    from them rather than from the Markdown.
+    """
+
+    markdown: str
+    findings: list[Finding]
+
+    def claims(self) -> dict[str, int]:
+        """:func:`claim_counts` of the findings."""
+        return claim_counts(self.findings)
 
 
 def pct(v: float) -> str:

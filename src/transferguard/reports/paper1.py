@@ -12,6 +12,7 @@ import pandas as pd
 
 from .common import (
     Finding,
+    Report,
     bar_plot,
     findings_markdown,
     fmt_eps,
@@ -34,7 +35,7 @@ def _mean(df: pd.DataFrame, **where: Any) -> float:
     return float(sub["value"].mean()) if len(sub) else float("nan")
 
 
-def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> str:
+def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Report:
     """Markdown report with tables, PNG figures (written to ``out_dir``) and checked findings."""
     out_dir = Path(out_dir)
     df = df.copy()
@@ -98,7 +99,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> str:
         findings += extra
     md += ["## Which of the paper's findings held on this run", "",
            findings_markdown(findings), ""]
-    return "\n".join(md)
+    return Report("\n".join(md), findings)
 
 
 def _ablation_section(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .common import Finding, bar_plot, findings_markdown, md_table, pct, save_figure, slug
+from .common import Finding, Report, bar_plot, findings_markdown, md_table, pct, save_figure, slug
 
 METRIC_TITLES = {
     ("none", "clean_acc"): "Clean accuracy (%)",
@@ -52,7 +52,8 @@ def _mean(df: pd.DataFrame, method: str, metric: str, attack: str = "none") -> f
     return float(sub["value"].mean()) if len(sub) else float("nan")
 
 
-def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> str:
+def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Report:
+    """Markdown report per family (tables, PNG figures written to ``out_dir``) and checked findings."""
     out_dir = Path(out_dir)
     name = plan["experiment"]
     md = [f"# {name}: transfer methods vs attacks crafted on the pre-trained model "
@@ -83,7 +84,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> str:
         md += _figures(fdf, out_dir, fam["family"], order)
         findings += check_findings(fdf, fam["family"], order)
     md += ["## Which of the paper's findings held on this run", "", findings_markdown(findings), ""]
-    return "\n".join(md)
+    return Report("\n".join(md), findings)
 
 
 def _figures(df: pd.DataFrame, out_dir: Path, family: str, order: list[str]) -> list[str]:
