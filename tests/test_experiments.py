@@ -107,18 +107,22 @@ def test_paper2_grid_end_to_end(tmp_path) -> None:
                            targets=[DataSpec("ucidigits", n_train_per_class=8, n_test_per_class=3)],
                            methods=rows_, attack={"eps": 8 / 255, "steps": 3, "step_size": 0.01,
                                                   "m": 1000.0, "neuron": 0, "restarts": 1},
-                           feature_loss=True)
+                           eps_sweep=[16 / 255], feature_loss=True)
     fam["family"] = "syn"
     plan = {"experiment": "tiny2", "scale": "offline", "families": [fam], "notes": ""}
     runner = Runner(Store(tmp_path / "store"), device="cpu", progress=False)
     df = results_frame(paper2.run_families(runner, plan))
     assert runner.counters["trained"] == 4  # source + three targets
-    assert runner.counters["crafted"] == 2  # one feature batch + one noise batch for all targets
+    # One feature batch + one noise batch per ε (plan's + sweep), shared by all targets.
+    assert runner.counters["crafted"] == 4
+    feat = df[(df.attack == "feature") & (df.metric == "asr")]
+    assert sorted(feat.eps.unique()) == [8 / 255, 16 / 255] and len(feat) == 6
     got = set(zip(df.attack, df.metric, strict=True))
     assert {("none", "clean_acc"), ("feature", "asr"), ("noise", "asr"), ("none", "weight_distance"),
             ("none", "feature_distance"), ("none", "feature_loss")} <= got
     md = r2.build_report(df, tmp_path, plan).markdown
     assert "Renofeation" in md and "ASR" in md
+    assert "Sensitivity: ASR over ε" in md and (tmp_path / "syn_asr_over_eps.png").exists()
 
 
 @pytest.mark.parametrize("backend", ["local", "ray"])

@@ -7,7 +7,8 @@ control of the same ε is evaluated, so a reader sees how much of an ASR is atta
 fragility to any perturbation.
 
 Rows per target: ``clean_acc``; ``asr`` and ``adv_acc_cond`` for the feature attack and for the noise
-control; ``weight_distance`` and ``feature_distance`` to the source (Figure 1);
+control (at the plan's ε, then at every ε of its optional ``eps_sweep``, a sensitivity analysis the
+reports keep apart from the paper's claims); ``weight_distance`` and ``feature_distance`` to the source (Figure 1);
 ``feature_loss`` (the feature-distillation loss on the training data, Table 7).
 """
 
@@ -49,12 +50,16 @@ def trained_source(data: DataSpec, arch: str, train: TrainSpec) -> dict[str, Any
 def make_plan(name: str, scale: str, seeds: int, *, source: dict[str, Any], arch: str,
               targets: list[DataSpec], methods: list[dict[str, Any]], attack: dict[str, Any],
               n_test: int | None = None, distances: bool = True, feature_loss: bool = False,
-              archs: list[str] | None = None, notes: str = "") -> dict[str, Any]:
-    """A JSON-serialisable plan for :func:`run_method_grid`."""
+              archs: list[str] | None = None, eps_sweep: list[float] | None = None,
+              notes: str = "") -> dict[str, Any]:
+    """A JSON-serialisable plan for :func:`run_method_grid`.
+
+    ``eps_sweep``: further ε (pixel units) at which the same attack and noise are evaluated too.
+    """
     return {"experiment": name, "scale": scale, "seeds": list(range(seeds)), "source": source,
             "arch": arch, "archs": archs or [arch], "targets": [asdict(t) for t in targets],
-            "methods": methods, "attack": attack, "n_test": n_test, "distances": distances,
-            "feature_loss": feature_loss, "notes": notes}
+            "methods": methods, "attack": attack, "eps_sweep": list(eps_sweep or []),
+            "n_test": n_test, "distances": distances, "feature_loss": feature_loss, "notes": notes}
 
 
 def source_spec(plan: dict[str, Any], arch: str, seed: int) -> ModelSpec:
@@ -81,9 +86,12 @@ def _test(runner: Any, data: DataSpec, n: int | None) -> tuple[torch.Tensor, tor
 
 
 def _crafted(runner: Any, plan: dict[str, Any], src: ModelSpec, data: DataSpec, kind: str,
-             seed: int) -> torch.Tensor:
-    """The feature-attack (or noise) batch on ``data``'s test images, crafted on the source only."""
-    atk = plan["attack"]
+             seed: int, eps: float | None = None) -> torch.Tensor:
+    """The feature-attack (or noise) batch on ``data``'s test images, crafted on the source only.
+
+    ``eps`` overrides the plan's attack budget (the ε sweep); everything else stays the same.
+    """
+    atk = plan["attack"] if eps is None else {**plan["attack"], "eps": eps}
 
     def craft() -> torch.Tensor:
         x, _ = _test(runner, data, plan["n_test"])
@@ -109,22 +117,24 @@ def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec
     tgt = target_spec(plan, arch, data, row, seed)
     src = tgt.parent
     assert src is not None
+    sweep = [float(e) for e in plan.get("eps_sweep") or []]
     unit = {"unit": "paper2-eval", "target": tgt.key(), "source": src.key(), "attack": plan["attack"],
             "n": plan["n_test"], "distances": plan["distances"], "feature_loss": plan["feature_loss"],
-            "seed": seed}
+            "seed": seed, **({"eps_sweep": sweep} if sweep else {})}
 
     def compute() -> list[dict[str, Any]]:
         model, _ = runner.model(tgt)
         x, y = _test(runner, data, plan["n_test"])
         clean = predict(model, x.to(runner.device)).cpu()
         rows = [_row("none", 0.0, "clean_acc", float((clean == y).float().mean()))]
-        eps = plan["attack"]["eps"]
-        for kind, name in (("feature", "feature"), ("noise", "noise")):
-            adv_x = _crafted(runner, plan, src, data, kind, seed)
-            adv = transfer_predictions(adv_x.to(runner.device), {"t": model})["t"].cpu()
-            rows.append(_row(name, eps, "asr", attack_success_rate(clean, adv, y)))
-            rows.append(_row(name, eps, "adv_acc_cond",
-                             adversarial_accuracy(clean, adv, y, convention="conditional")))
+        for eps in [None, *sweep]:  # None: the plan's own budget
+            for kind in ("feature", "noise"):
+                adv_x = _crafted(runner, plan, src, data, kind, seed, eps)
+                adv = transfer_predictions(adv_x.to(runner.device), {"t": model})["t"].cpu()
+                e = plan["attack"]["eps"] if eps is None else eps
+                rows.append(_row(kind, e, "asr", attack_success_rate(clean, adv, y)))
+                rows.append(_row(kind, e, "adv_acc_cond",
+                                 adversarial_accuracy(clean, adv, y, convention="conditional")))
         if plan["distances"] or plan["feature_loss"]:
             source, _ = runner.model(src)
             dom = runner.domain(data)

@@ -15,7 +15,8 @@ paper's iteration counts, learning rates, λ values and attack settings.
 The attack (paper, Section 5.1 and the authors' code): L∞ PGD on the source's penultimate features
 toward t = m·e_0 with m = 1000, 40 iterations, step 0.01. The paper's text says B = 0.4; its code uses
 0.1 in ImageNet-normalised space ≈ 5.8/255 in pixel space. Offline we use ε = 8/255 and also show a
-uniform-noise control of the same ε.
+uniform-noise control of the same ε; the DTN family adds an ε sweep (16, 32, 64/255) as a
+sensitivity analysis, since 8/255 barely moves digit models (the claims are checked at 8/255 only).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ DTN_SOURCE = TrainSpec(epochs=None, iterations=800, lr=1e-2, weight_decay=5e-4, 
 
 OFF_ATTACK = {"eps": 8 / 255, "steps": 40, "step_size": 0.01, "m": 1000.0, "neuron": 0,
               "restarts": 1, "batch_size": 64}
+#: The DTN family's sensitivity sweep (the claims stay at 8/255). Digit models need far larger
+#: budgets than ImageNet ones: measured on the stored models (200 mnist5k test images), the 8/255
+#: feature attack fooled ≤ 2.6 % of any target while fooling the source itself on its own
+#: SynDigits test images 33 % of the time (58 % at 16/255, 85 % at 64/255).
+SYN_EPS_SWEEP = [16 / 255, 32 / 255, 64 / 255]
 
 # -------------------------------------------------------------------- paper settings
 PAPER_DATA = [DataSpec(d, size=224, val_fraction=0.1) for d in
@@ -115,7 +121,7 @@ def _families(name: str, scale: str, seeds: int, names: list[str], *, imagenet_t
         rows = rows_fn(DTN_FT, DTN_RE, DTN_SWA) if rows_fn else _rows(names, DTN_FT, DTN_RE, DTN_SWA)
         fam = make_plan(name, scale, seeds, source=trained_source(SYN_SRC, "dtn", DTN_SOURCE),
                         arch="dtn", targets=syn_targets, methods=rows, attack=OFF_ATTACK,
-                        feature_loss=feature_loss)
+                        eps_sweep=SYN_EPS_SWEEP, feature_loss=feature_loss)
         fam["family"] = "syn"
         fams.append(fam)
     return {"experiment": name, "scale": scale, "families": fams, "notes": notes}

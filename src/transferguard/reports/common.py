@@ -131,6 +131,8 @@ class Finding:
     claim: str
     held: bool | None  # None: could not be checked on this run
     evidence: str
+    #: True for claims that compare attack success (used to re-check them at other budgets).
+    about_attack: bool = False
 
     def markdown(self) -> str:
         mark = {True: "**held**", False: "**did not hold**", None: "**not checked**"}[self.held]

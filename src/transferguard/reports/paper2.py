@@ -10,7 +10,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .common import Finding, Report, bar_plot, findings_markdown, md_table, pct, save_figure, slug
+from .common import (
+    Finding,
+    Report,
+    bar_plot,
+    findings_markdown,
+    fmt_eps,
+    line_plot,
+    md_table,
+    pct,
+    save_figure,
+    slug,
+)
 
 METRIC_TITLES = {
     ("none", "clean_acc"): "Clean accuracy (%)",
@@ -71,6 +82,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
             continue
         order = [r["label"] for r in fam["methods"]]
         atk = fam["attack"]
+        fdf, sweep = split_sweep(fdf, atk["eps"])
         src = fam["source"]
         src_txt = (f"pre-trained {src['arch']} (public weights)" if src["kind"] == "pretrained"
                    else f"{src['arch']} pre-trained here on {src['data']['domain']}")
@@ -83,6 +95,8 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
                 md += [f"### {title}", "", table, ""]
         md += _figures(fdf, out_dir, fam["family"], order)
         findings += check_findings(fdf, fam["family"], order)
+        if not sweep.empty:
+            md += _sweep_section(fdf, sweep, out_dir, fam["family"], order, atk["eps"])
     md += ["## Which of the paper's findings held on this run", "", findings_markdown(findings), ""]
     return Report("\n".join(md), findings)
 
@@ -119,6 +133,48 @@ def _figures(df: pd.DataFrame, out_dir: Path, family: str, order: list[str]) -> 
                f"Spearman correlation of ASR with {dist.replace('_', ' ')}: {rho:.2f} "
                f"({len(joined)} method × domain points)."]
     return md + [""]
+
+
+def split_sweep(df: pd.DataFrame, eps: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows at the plan's ε or without an attack, feature/noise rows at the sweep's other ε)."""
+    other = df.attack.isin(["feature", "noise"]) & ~np.isclose(df.eps.astype(float), eps)
+    return df[~other], df[other]
+
+
+def _sweep_section(main: pd.DataFrame, sweep: pd.DataFrame, out_dir: Path, family: str,
+                   order: list[str], eps: float) -> list[str]:
+    """ASR over the ε sweep, and the ASR claims re-checked at each swept ε (not counted)."""
+    both = pd.concat([main[main.attack.isin(["feature", "noise"])], sweep])
+    asr = both[both.metric == "asr"]
+    feat = asr[asr.attack == "feature"]
+    eps_list = sorted(asr.eps.astype(float).unique())
+    cells = {}
+    for m in [m for m in order if m in set(asr.method)]:
+        row = {}
+        for e in eps_list:
+            at = asr[(asr.method == m) & np.isclose(asr.eps.astype(float), e)]
+            f, n = at[at.attack == "feature"]["value"], at[at.attack == "noise"]["value"]
+            row[f"ε = {fmt_eps(e)}"] = f"{pct(f.mean())} ({pct(n.mean())})" if len(f) else "–"
+        cells[m] = row
+    png = f"{slug(family)}_asr_over_eps.png"
+    line_plot(feat.assign(eps=feat.eps.astype(float)), x="eps", hue="method",
+              title=f"{family}: feature-attack ASR over ε", ylabel="ASR (%)", path=out_dir / png,
+              order=order)
+    md = [f"### Sensitivity: ASR over ε (family `{family}`; not counted in the findings)", "",
+          f"The paper's claims above are checked at ε = {fmt_eps(eps)} only. Feature-attack ASR "
+          "(in brackets the uniform-noise control of the same ε), mean over domains and seeds:", "",
+          md_table(pd.DataFrame.from_dict(cells, orient="index"), "method"), "",
+          f"![{family} ASR over ε]({png})", ""]
+    base = main[~main.attack.isin(["feature", "noise"])]
+    for e in eps_list:
+        if np.isclose(e, eps):
+            continue
+        at = sweep[np.isclose(sweep.eps.astype(float), e)]
+        again = [f for f in check_findings(pd.concat([base, at]), family, order) if f.about_attack]
+        if again:
+            md += [f"At ε = {fmt_eps(e)} the attack claims would read:", "",
+                   *(f.markdown() for f in again), ""]
+    return md
 
 
 def _asr_vs(df: pd.DataFrame, dist: str) -> pd.DataFrame:
@@ -164,10 +220,10 @@ def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Find
     def on_asr(claim: str, held: bool, evidence: str) -> Finding:
         """A claim comparing ASRs: only checked where the attack fools some model at all."""
         if testable:
-            return Finding(claim, held, evidence)
+            return Finding(claim, held, evidence, about_attack=True)
         return Finding(claim, None, f"not testable: the attack fooled at most {pct(top)} of any "
                        f"model in this family (< {pct(MIN_ASR_TO_COMPARE)}), so differences "
-                       f"between methods are noise. Numbers: {evidence}")
+                       f"between methods are noise. Numbers: {evidence}", about_attack=True)
 
     if {"fine-tune", "re-training"} <= have:
         out.append(on_asr(f"{tag} the attack crafted on the pre-trained model fools end-to-end "
