@@ -195,7 +195,7 @@ def table5_plan(scale: str, seeds: int) -> dict[str, Any]:
             fam = make_plan("reno-table5", scale, seeds,
                             source=trained_source(SYN_SRC, "dtn", DTN_SOURCE), arch="dtn",
                             targets=targets, methods=_rows(TABLE4, DTN_FT, DTN_RE, DTN_SWA),
-                            attack=OFF_ATTACK)
+                            attack=OFF_ATTACK, eps_sweep=SYN_EPS_SWEEP)
         fam["family"] = label
         fams.append(fam)
     return {"experiment": "reno-table5", "scale": scale, "families": fams,

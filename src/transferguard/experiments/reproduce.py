@@ -221,7 +221,9 @@ def _index_row(name: str, summary: str, run: dict[str, Any]) -> tuple[str, float
     alone = (f"{run['train_seconds']:.0f} ({run['models']} models)"
              if run.get("train_seconds") is not None else "–")
     secs = float(run["elapsed_s"]) if run.get("elapsed_s") is not None else math.nan
-    return f"| [{name}]({name}/report.md) | {summary} | {held} | {secs:.0f} | {alone} |", secs
+    when = str(run["finished"])[:16].replace("T", " ") if run.get("finished") else "–"
+    return (f"| [{name}]({name}/report.md) | {summary} | {held} | {secs:.0f} | {alone} | {when} |",
+            secs)
 
 
 def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
@@ -269,12 +271,15 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
             "models and crafted batches already made by an earlier experiment are reused; "
             "training s alone = the recorded training time of every model the experiment uses "
             "(ancestors included), i.e. what it costs on its own with an empty store, "
-            "evaluation aside.", "",
-            "| experiment | what it measures | claims held | seconds | training s alone |",
-            "|---|---|---|---|---|", *lines, "",
-            f"Total wall time: {total / 60:.1f} min. Produced by `transferguard reproduce all --scale {scale}`"
-            + (f" --seeds {seeds}" if seeds else "") + "."
-            + (" Index rebuilt with `--report-only` from the runs' recorded times." if report_only else "")])
+            "evaluation aside. Computed = when the row's run finished (UTC; – for runs recorded "
+            "before run.json existed).", "",
+            "| experiment | what it measures | claims held | seconds | training s alone | computed |",
+            "|---|---|---|---|---|---|", *lines, "",
+            (f"Sum of the seconds column: {total / 60:.1f} min; it is one run's wall time only if "
+             "every row was computed by the same `reproduce all`. Index rebuilt with "
+             "`--report-only` from the runs' recorded times." if report_only else
+             f"Total wall time: {total / 60:.1f} min. Produced by `transferguard reproduce all "
+             f"--scale {scale}`" + (f" --seeds {seeds}" if seeds else "") + ".")])
         write_report(out_dir, md_all, f"transferguard all ({scale})")
     return pd.concat(frames, ignore_index=True), out_dir
 
