@@ -152,7 +152,7 @@ def med(runs: list[dict[str, float]], key: str = "total") -> float:
 class Settings:
     """Sizes and repetitions; ``--quick`` shrinks them for a smoke run."""
 
-    reps: int = 4
+    reps: int = 6
     warmup: int = 1
     fgsm_batch: int = 256
     fgsm_k: int = 6

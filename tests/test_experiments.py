@@ -97,6 +97,21 @@ def test_paper1_grid_end_to_end_caches_and_reports(tmp_path) -> None:
     pd.testing.assert_frame_equal(df, df2)
 
 
+def test_test_split_is_independent_of_the_training_budget() -> None:
+    """Paper-2 crafted batches are keyed by DataSpec.test_identity(); that relies on this."""
+    import torch
+
+    from transferguard.data import load_domain
+
+    small = DataSpec("ucidigits", n_train_per_class=5, n_test_per_class=3)
+    large = DataSpec("ucidigits", n_train_per_class=20, n_test_per_class=3, val_fraction=0.2)
+    a, b = load_domain("ucidigits", **small.load_kwargs()), load_domain("ucidigits", **large.load_kwargs())
+    assert len(a.train) != len(b.train)
+    assert torch.equal(a.test.x, b.test.x) and torch.equal(a.test.y, b.test.y)
+    assert small.test_identity() == large.test_identity()
+    assert small.test_identity() != DataSpec("ucidigits", n_train_per_class=5).test_identity()
+
+
 def test_paper2_grid_end_to_end(tmp_path) -> None:
     src = paper2.trained_source(DataSpec("mnist5k", n_train_per_class=10, n_test_per_class=2),
                                 "dtn", TINY)

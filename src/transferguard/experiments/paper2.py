@@ -108,7 +108,7 @@ def _crafted(runner: Any, plan: dict[str, Any], src: ModelSpec, data: DataSpec, 
                                       restarts=atk.get("restarts", 1), generator=gen).cpu())
         return torch.cat(out)
 
-    return runner.crafted({"kind": kind, "source": src.key(), "data": asdict(data), "attack": atk,
+    return runner.crafted({"kind": kind, "source": src.key(), "test": data.test_identity(), "attack": atk,
                            "n": plan["n_test"], "seed": seed}, craft)
 
 

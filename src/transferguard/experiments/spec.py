@@ -38,6 +38,16 @@ class DataSpec:
                 "n_test_per_class": self.n_test_per_class, "val_fraction": self.val_fraction,
                 "seed": self.split_seed}
 
+    def test_identity(self) -> dict[str, Any]:
+        """The fields that decide the test split.
+
+        ``load_domain`` draws the test subset from its own seeded stream, independently of the
+        training budget and validation fraction, so batches crafted on test images can be shared
+        by targets that differ only in those (e.g. Table 5's 33 % / 66 % / 100 % of the labels).
+        """
+        return {"domain": self.domain, "size": self.size, "n_test_per_class": self.n_test_per_class,
+                "split_seed": self.split_seed}
+
 
 @dataclass(frozen=True)
 class TrainSpec:
