@@ -38,7 +38,12 @@ def _tiny(bench):
 def test_fgsm_sweep_benchmark_produces_ratios(bench, tmp_path):
     torch.set_num_threads(1)
     rows = bench.bench_fgsm_sweep(_tiny(bench))
-    assert [r.direction for r in rows] == ["<=", "<=", ">=", ">="]
+    assert [r.direction for r in rows] == ["<=", "<=", ">=", ">=", ">="]
+    # The end-to-end speed-up is informational; the last row divides it by its ceiling.
+    end_to_end, vs_ceiling = rows[3], rows[4]
+    assert end_to_end.target is None and vs_ceiling.target == 0.95
+    assert vs_ceiling.ratio == pytest.approx(end_to_end.ratio / vs_ceiling.reference)
+    assert vs_ceiling.reference > 1.0  # the ceiling: crafting k gradients instead of one saves time
     for row in rows:
         assert math.isfinite(row.ratio) and row.ratio > 0
         assert row.ours > 0 and row.reference > 0
@@ -50,7 +55,7 @@ def test_fgsm_sweep_benchmark_produces_ratios(bench, tmp_path):
                                         "load_after": 0.0, "rows": [r.__dict__ for r in rows]}},
                         tmp_path)
     data = json.loads((tmp_path / "latest.json").read_text())
-    assert len(data["groups"]["fgsm_sweep"]["rows"]) == 4
+    assert len(data["groups"]["fgsm_sweep"]["rows"]) == 5
     assert "| fgsm_sweep: sweep+eval vs physical limit |" in (tmp_path / "latest.md").read_text()
 
 
