@@ -8,8 +8,8 @@ fragility to any perturbation.
 
 Rows per target: ``clean_acc``; ``asr`` and ``adv_acc_cond`` for the feature attack and for the noise
 control (at the plan's ε, then at every ε of its optional ``eps_sweep``, a sensitivity analysis the
-reports keep apart from the paper's claims); ``weight_distance`` and ``feature_distance`` to the source (Figure 1);
-``feature_loss`` (the feature-distillation loss on the training data, Table 7).
+reports keep apart from the paper's claims); ``weight_distance`` and ``feature_distance`` to the
+source (Figure 1); ``feature_loss`` (the feature-distillation loss on the training data, Table 7).
 """
 
 from __future__ import annotations
@@ -86,12 +86,12 @@ def _test(runner: Any, data: DataSpec, n: int | None) -> tuple[torch.Tensor, tor
 
 
 def _crafted(runner: Any, plan: dict[str, Any], src: ModelSpec, data: DataSpec, kind: str,
-             seed: int, eps: float | None = None) -> torch.Tensor:
+             seed: int, eps: float) -> torch.Tensor:
     """The feature-attack (or noise) batch on ``data``'s test images, crafted on the source only.
 
-    ``eps`` overrides the plan's attack budget (the ε sweep); everything else stays the same.
+    ``eps`` is the plan's attack budget or one of its sweep's; everything else is the plan's.
     """
-    atk = plan["attack"] if eps is None else {**plan["attack"], "eps": eps}
+    atk = {**plan["attack"], "eps": eps}
 
     def craft() -> torch.Tensor:
         x, _ = _test(runner, data, plan["n_test"])
@@ -108,8 +108,8 @@ def _crafted(runner: Any, plan: dict[str, Any], src: ModelSpec, data: DataSpec, 
                                       restarts=atk.get("restarts", 1), generator=gen).cpu())
         return torch.cat(out)
 
-    return runner.crafted({"kind": kind, "source": src.key(), "test": data.test_identity(), "attack": atk,
-                           "n": plan["n_test"], "seed": seed}, craft)
+    return runner.crafted({"kind": kind, "source": src.key(), "test": data.test_identity(),
+                           "attack": atk, "n": plan["n_test"], "seed": seed}, craft)
 
 
 def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec,
@@ -127,13 +127,12 @@ def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec
         x, y = _test(runner, data, plan["n_test"])
         clean = predict(model, x.to(runner.device)).cpu()
         rows = [_row("none", 0.0, "clean_acc", float((clean == y).float().mean()))]
-        for eps in [None, *sweep]:  # None: the plan's own budget
+        for eps in [plan["attack"]["eps"], *sweep]:
             for kind in ("feature", "noise"):
                 adv_x = _crafted(runner, plan, src, data, kind, seed, eps)
                 adv = transfer_predictions(adv_x.to(runner.device), {"t": model})["t"].cpu()
-                e = plan["attack"]["eps"] if eps is None else eps
-                rows.append(_row(kind, e, "asr", attack_success_rate(clean, adv, y)))
-                rows.append(_row(kind, e, "adv_acc_cond",
+                rows.append(_row(kind, eps, "asr", attack_success_rate(clean, adv, y)))
+                rows.append(_row(kind, eps, "adv_acc_cond",
                                  adversarial_accuracy(clean, adv, y, convention="conditional")))
         if plan["distances"] or plan["feature_loss"]:
             source, _ = runner.model(src)

@@ -63,7 +63,7 @@ def get_experiment(name: str) -> Experiment:
 
 
 _PKG = "transferguard"
-_P1_SPECS, _P2_SPECS = f"{_PKG}.experiments.paper1_specs", f"{_PKG}.experiments.paper2_specs"
+_SPECS = {"paper1": f"{_PKG}.experiments.paper1_specs", "paper2": f"{_PKG}.experiments.paper2_specs"}
 _RUN = {"paper1": f"{_PKG}.experiments.paper1:run_transfer_grid",
         "paper2": f"{_PKG}.experiments.paper2:run_families"}
 _REPORT = {"paper1": f"{_PKG}.reports.paper1:build_report",
@@ -111,7 +111,6 @@ _TABLE: dict[str, list[tuple[str, str, tuple[Any, ...]]]] = {
 }
 
 for _paper, _rows in _TABLE.items():
-    _specs = _P1_SPECS if _paper == "paper1" else _P2_SPECS
     for _name, _summary, (_plan, *_extra) in _rows:
-        register(Experiment(_name, _summary, _paper, Lazy(f"{_specs}:{_plan}", *_extra),
+        register(Experiment(_name, _summary, _paper, Lazy(f"{_SPECS[_paper]}:{_plan}", *_extra),
                             Lazy(_RUN[_paper]), Lazy(_REPORT[_paper])))
