@@ -38,6 +38,26 @@ def parse_eps(text: str) -> list[float]:
     return out
 
 
+def output_folder(given: str | None, default: str, overwrite: bool,
+                  marker: str = "results.csv") -> Path:
+    """Where a command writes its results, never over finished ones without ``--overwrite``.
+
+    An explicit ``--out`` that already holds ``marker`` is refused unless ``overwrite``; with no
+    ``--out`` the first free folder of ``default``, ``default-2``, ``default-3`` … is used.
+    """
+    if given is not None:
+        out = Path(given).expanduser()
+        if (out / marker).exists() and not overwrite:
+            raise ConfigError(f"{out} already holds results ({marker}); pass --overwrite to "
+                              "replace them, or choose another --out")
+        return out
+    out, n = Path(default), 1
+    while (out / marker).exists():
+        n += 1
+        out = Path(f"{default}-{n}")
+    return out
+
+
 # ---------------------------------------------------------------------------- commands
 def cmd_datasets(args: argparse.Namespace) -> int:
     from .data import describe_domains
@@ -69,9 +89,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             df, out = rebuild_report(args.name, run_folder(args.name, args.scale, args.out))
         print(f"report rebuilt from {len(df)} result rows → {out / 'report.md'}")
         return 0
+    from .utils import resolve_device
+
+    resolve_device(args.device)  # a missing GPU is one line now, not after the data loaded
     kwargs = dict(scale=args.scale, seeds=args.seeds, out=args.out, store=args.store,
                   device=args.device, progress=not args.quiet, data_root=args.data_root,
-                  backend=args.backend, workers=args.workers, address=args.address)
+                  backend=args.backend, workers=args.workers, address=args.address,
+                  overwrite=args.overwrite)
     if args.name == "all":
         df, out = reproduce_all(**kwargs)
     else:
@@ -84,39 +108,51 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_domain
     from .methods import create_method
-    from .models import create_model, load_checkpoint, save_checkpoint
-    from .training import TrainConfig, fit
-    from .utils import seed_everything
+    from .models import create_model, load_model, save_checkpoint
+    from .training import TrainConfig, evaluate, fit
+    from .utils import resolve_device, seed_everything
 
+    out = Path(args.out).expanduser()
+    stem = out.with_suffix("") if out.suffix in (".safetensors", ".json") else out
+    existing = [f for f in (stem.with_name(stem.name + ".safetensors"),
+                            stem.with_name(stem.name + ".json")) if f.exists()]
+    if existing and not args.overwrite:
+        raise ConfigError(f"{existing[0]} already exists; pass --overwrite to replace it, or "
+                          "choose another --out")
+    device = resolve_device(args.device)
+    method = create_method(args.method, **_method_options(args))
     dom = load_domain(args.domain, size=args.size, n_train_per_class=args.n_per_class,
                       seed=args.split_seed, root=args.data_root)
     source = None
     if args.source:
-        source, _ = load_checkpoint(args.source)
+        source = load_model(args.source, role="source", require_weights=False).model
     seed_everything(args.seed)
-    options = {}
-    if args.dropout is not None:
-        options["dropout"] = args.dropout
-    if args.lambda_feat is not None:
-        options["lambda_feat"] = args.lambda_feat
-    method = create_method(args.method, **options)
     model = create_model(args.arch, dom.num_classes, pretrained=args.pretrained)
     model = method.prepare(model, source, dom.num_classes)
     cfg = TrainConfig(epochs=None if args.iterations else args.epochs, iterations=args.iterations,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       momentum=args.momentum, schedule=args.schedule, patience=args.patience,
-                      seed=args.seed, device=args.device, progress=not args.quiet)
+                      seed=args.seed, device=str(device), progress=not args.quiet)
     teacher = source if getattr(method, "needs_teacher", False) else None
     result = fit(model, method, dom.train, dom.val, cfg, teacher=teacher)
-    from .training import evaluate
-
     test_acc = evaluate(result.model, dom.test, batch_size=256)
     meta = {"domain": args.domain, "classes": dom.classes, "method": args.method,
             "parent": str(args.source) if args.source else None, "seed": args.seed,
+            "input_size": args.size,
             "metrics": {"best_val_acc": result.best_val_acc, "test_acc": test_acc}}
-    path = save_checkpoint(result.model.cpu(), args.out, meta)
-    print(f"val acc {100 * result.best_val_acc:.2f}%  test acc {100 * test_acc:.2f}%  → {path}")
+    path = save_checkpoint(result.model.cpu(), stem, meta)
+    val = "n/a" if result.best_val_acc is None else f"{100 * result.best_val_acc:.2f}%"
+    print(f"val acc {val}  test acc {100 * test_acc:.2f}%  → {path}")
     return 0
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, float]:
+    options = {}
+    if args.dropout is not None:
+        options["dropout"] = args.dropout
+    if args.lambda_feat is not None:
+        options["lambda_feat"] = args.lambda_feat
+    return options
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
@@ -127,14 +163,17 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from ._io import atomic_write
     from .data import load_domain
     from .evaluation import attack_metrics
-    from .models import load_checkpoint
+    from .models import load_model
     from .utils import resolve_device
 
+    eps_list = parse_eps(args.eps)
+    out = output_folder(args.out, "runs/attack", args.overwrite)
     device = resolve_device(args.device)
-    target, tmeta = load_checkpoint(args.target, device=device)
+    target = load_model(args.target, role="target", require_weights=True, device=device).model
     crafter = target
     if args.source:
-        crafter, _ = load_checkpoint(args.source, device=device)
+        crafter = load_model(args.source, role="source", require_weights=False,
+                             device=device).model
     dom = load_domain(args.domain, size=args.size, root=args.data_root)
     if dom.num_classes != target.num_classes:
         raise ConfigError(f"{args.domain} has {dom.num_classes} classes, the target model "
@@ -142,7 +181,6 @@ def cmd_attack(args: argparse.Namespace) -> int:
     x, y = dom.test.images(), dom.test.y
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
-    eps_list = parse_eps(args.eps)
     gen = torch.Generator().manual_seed(args.seed)
     clean = attacks.predict(target, x.to(device)).cpu()
     rows = [{"attack": "none", "eps": 0.0, "metric": "clean_acc",
@@ -167,7 +205,6 @@ def cmd_attack(args: argparse.Namespace) -> int:
         rows += [{"attack": name, "eps": eps, "metric": k, "value": v}
                  for k, v in attack_metrics(clean, adv_pred, y).items()]
     df = pd.DataFrame(rows)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
     print(df.pivot_table(index="eps", columns="metric", values="value").to_string(float_format=lambda v: f"{v:.4f}"))
@@ -185,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 …")
         sp.add_argument("--data-root", default=None, help="root folder of datasets on disk")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.add_argument("--overwrite", action="store_true",
+                        help="replace finished results at --out (refused otherwise)")
 
     d = sub.add_parser("datasets", help="list every domain, its size and where its data comes from")
     d.add_argument("--root", default=None)
@@ -211,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--domain", required=True)
     t.add_argument("--arch", default="dtn")
     t.add_argument("--method", default="scratch")
-    t.add_argument("--source", default=None, help="checkpoint to transfer from (.safetensors)")
+    t.add_argument("--source", default=None, metavar="PATH|ARCH[:WEIGHTS]",
+                   help="model to transfer from: a checkpoint (.safetensors + .json, e.g. from "
+                        "runs/NAME/checkpoints/), ARCH:WEIGHTS for a bare state dict, or ARCH "
+                        "for its public pre-trained weights")
     t.add_argument("--pretrained", default=None, help="public pre-trained weights file for --arch")
     t.add_argument("--out", required=True, help="checkpoint path (writes .safetensors and .json)")
     t.add_argument("--epochs", type=int, default=10)
@@ -232,8 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     a = sub.add_parser("attack", help="attack a model white-box, or by transfer from --source")
-    a.add_argument("--target", required=True, help="checkpoint of the attacked model")
-    a.add_argument("--source", default=None, help="craft on this checkpoint instead (black-box transfer)")
+    a.add_argument("--target", required=True, metavar="PATH|ARCH:WEIGHTS",
+                   help="the attacked model: a checkpoint, or ARCH:WEIGHTS for a bare state dict")
+    a.add_argument("--source", default=None, metavar="PATH|ARCH[:WEIGHTS]",
+                   help="craft on this model instead (black-box transfer)")
     a.add_argument("--domain", required=True, help="test data (the target's domain)")
     a.add_argument("--attack", default="fgsm", choices=["fgsm", "pgd", "feature", "noise"])
     a.add_argument("--eps", default="1/255,2/255,4/255,8/255,16/255,32/255")
@@ -242,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--limit", type=int, default=None, help="attack only the first N test images")
     a.add_argument("--size", type=int, default=32)
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--out", default="runs/attack")
+    a.add_argument("--out", default=None,
+                   help="results folder (default: runs/attack, or runs/attack-N if that holds "
+                        "results)")
     common(a)
     a.set_defaults(func=cmd_attack)
 
@@ -261,6 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TransferGuardError as exc:
         print(f"transferguard: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only folder, a vanished file: say which, briefly
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"transferguard: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("transferguard: interrupted; finished work is kept and will be reused", file=sys.stderr)

@@ -234,7 +234,8 @@ def audit(source: str, target: str, data: str, *, eps: Sequence[float] | str = D
           limit: int | None = None, train_reference: str | None = None,
           reference_iterations: int = 1000, pgd_steps: int = 10, feature_steps: int = 40,
           candidates: int = 8, device: str = "auto", progress: bool = True,
-          batch_size: int = 128, data_root: str | None = None, seed: int = 0) -> pd.DataFrame:
+          batch_size: int = 128, data_root: str | None = None, seed: int = 0,
+          overwrite: bool = False) -> pd.DataFrame:
     """Audit ``target`` (``ARCH:WEIGHTS``) against attacks crafted on ``source`` (``ARCH[:WEIGHTS]``).
 
     ``data`` is an image folder, an ``.npz`` or a registered domain (see
@@ -246,7 +247,9 @@ def audit(source: str, target: str, data: str, *, eps: Sequence[float] | str = D
     of that many images. ``train_reference`` (``"retrain"``, ``"renofeation"`` or any method
     name) trains that model here on the same data, teacher = source, ``reference_iterations``
     SGD steps, and audits it alongside (method ``reference:<name>``). With ``out`` the folder
-    receives ``results.csv``, ``report.md``, ``report.html``, figures and reference checkpoints.
+    receives ``results.csv``, ``report.md``, ``report.html``, figures and reference checkpoints;
+    a folder that already holds a ``results.csv`` is refused unless ``overwrite`` (a reference
+    model trained there before with the same settings is then reused).
 
     Returns the results table (columns :data:`AUDIT_COLUMNS`); bad input raises the
     :mod:`transferguard.errors` classes.
@@ -265,6 +268,9 @@ def audit(source: str, target: str, data: str, *, eps: Sequence[float] | str = D
     dev = resolve_device(device)
     out_dir = Path(out).expanduser() if out is not None else None
     if out_dir is not None:
+        if (out_dir / "results.csv").exists() and not overwrite:
+            raise ConfigError(f"{out_dir} already holds audit results (results.csv); pass "
+                              "overwrite=True (--overwrite) to replace them, or choose another out")
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -25,15 +24,16 @@ def _floats(text: str | None, name: str) -> list[float] | None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Run the audit, print a short summary and where the files are."""
-    from ..cli import parse_eps
+    from ..cli import output_folder, parse_eps
     from .api import audit
     from .report import verdict_line
 
     eps = parse_eps(args.eps)
+    out = output_folder(args.out, "runs/audit", args.overwrite)
     mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
     if (mean is None) != (std is None):
         raise ConfigError("give --mean and --std together")
-    df = audit(args.source, args.target, args.data, eps=eps, out=args.out,
+    df = audit(args.source, args.target, args.data, eps=eps, out=out, overwrite=args.overwrite,
                input_size=args.input_size,
                normalization=(mean, std) if mean is not None and std is not None else None,
                limit=args.limit, train_reference=args.train_reference,
@@ -41,8 +41,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                feature_steps=args.feature_steps, candidates=args.candidates,
                device=args.device, progress=not args.quiet, batch_size=args.batch_size,
                data_root=args.data_root, seed=args.seed)
-    out = Path(args.out)
     print(verdict_line(df).replace("**", ""))
+    print(f"  {df.attrs['notes'][0]}")  # how many images were audited, and any held out
     clean = df[(df.metric == "clean_acc") & (df.method != "source")]
     for _, row in clean.iterrows():
         print(f"  {row['method']}: clean accuracy {100 * row['value']:.1f}%")
@@ -70,7 +70,9 @@ def add_audit_parser(sub: argparse._SubParsersAction,
                         "registered domain (its test split)")
     p.add_argument("--eps", default="1/255,2/255,4/255,8/255,16/255",
                    help="L∞ budgets in pixel units, e.g. 4/255,8/255")
-    p.add_argument("--out", default="runs/audit", help="output folder")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: runs/audit, or runs/audit-N if that holds "
+                        "results)")
     p.add_argument("--input-size", type=int, default=None,
                    help="image side in px (default: the target checkpoint's, else the "
                         "architecture's: 32 for dtn/wrn, 224 for ImageNet models)")

@@ -1,15 +1,5 @@
-"""Loading what an audit needs: a model from ``ARCH[:WEIGHTS]`` and labelled images from a path.
-
-Model specs:
-
-* ``ARCH:WEIGHTS`` — ``WEIGHTS`` is a transferguard checkpoint (``.safetensors`` with its ``.json``
-  sidecar, rebuilt exactly), a plain ``.safetensors`` state dict, or a PyTorch state-dict file
-  read with ``weights_only=True`` (pickles that would run code are refused). For plain files the
-  class count is read from the head weight (``head.weight`` in our layout, or the source
-  library's name for it, e.g. torchvision's ``fc.weight``).
-* ``ARCH`` alone — the architecture's public pre-trained weights, when they are on this machine
-  (``transferguard.models.arch_info(ARCH)["pretrained_offline"]``); only allowed for the source.
-* ``timm:<name>[:WEIGHTS]`` — a timm model (when timm is installed).
+"""Loading what an audit needs: models (the shared :func:`transferguard.models.load_model`, which
+also serves ``train --source`` and ``attack``) and labelled images from a path.
 
 Data: an ImageFolder tree (one subfolder of images per class, classes in sorted name order, as
 ``torchvision.datasets.ImageFolder`` orders them), a registered domain name (``ucidigits``,
@@ -21,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,146 +22,16 @@ from ..data import Domain, Split, load_domain
 from ..data._finegrained import _class_folders, decode_images
 from ..data._image import fit_size
 from ..data.registry import DOMAINS
-from ..errors import CheckpointError, ConfigError, DataError
-from ..models import (
-    Normalize,
-    TGModel,
-    arch_info,
-    create_model,
-    load_checkpoint,
-    load_weights_file,
-    load_weights_into,
-)
-from ..models._pretrained import translate_state_dict
+from ..errors import ConfigError, DataError
+from ..models import LoadedModel, Normalize, TGModel, load_model, split_model_spec
+
+__all__ = ["AuditData", "LoadedModel", "load_audit_data", "load_model", "set_normalization",
+           "split_model_spec"]
 
 log = logging.getLogger(__name__)
 
-#: Class count assumed for public pre-trained weights (ImageNet heads).
-PRETRAINED_CLASSES = 1000
-
 
 # ----------------------------------------------------------------------------- models
-@dataclass
-class LoadedModel:
-    """A model ready to audit plus where it came from."""
-
-    model: TGModel
-    spec: str
-    arch: str
-    weights: str | None
-    sidecar: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def trained_size(self) -> int | None:
-        """Input size recorded in a transferguard checkpoint's sidecar, if any."""
-        info = self.sidecar
-        for key in ("input_size", "image_size", "size"):
-            if isinstance(info.get(key), int):
-                return int(info[key])
-        data = (info.get("spec") or {}).get("data") if isinstance(info.get("spec"), dict) else None
-        if isinstance(data, dict) and isinstance(data.get("size"), int):
-            return int(data["size"])
-        return None
-
-
-def split_model_spec(spec: str) -> tuple[str, str | None]:
-    """``'dtn:runs/a.safetensors'`` → ``('dtn', 'runs/a.safetensors')``; ``timm:`` names keep their prefix."""
-    spec = spec.strip()
-    if not spec:
-        raise ConfigError("empty model spec; use ARCH or ARCH:WEIGHTS, e.g. dtn:model.safetensors")
-    prefix = ""
-    rest = spec
-    if spec.startswith("timm:"):
-        prefix, rest = "timm:", spec[len("timm:"):]
-    arch, sep, weights = rest.partition(":")
-    if not arch:
-        raise ConfigError(f"model spec {spec!r} names no architecture")
-    return prefix + arch, (weights if sep and weights else None)
-
-
-def _sidecar_of(path: Path) -> Path | None:
-    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    side = stem.with_name(stem.name + ".json")
-    return side if side.is_file() else None
-
-
-def _head_rows(model: TGModel, state: dict[str, torch.Tensor]) -> int | None:
-    """Class count of a state dict: the row count of its head weight (our layout or the library's)."""
-    translated = translate_state_dict(model, state)
-    head = translated.get("head.weight")
-    return int(head.shape[0]) if isinstance(head, torch.Tensor) and head.ndim == 2 else None
-
-
-def _build(arch: str, num_classes: int, **kwargs: Any) -> TGModel:
-    try:
-        return create_model(arch, num_classes, **kwargs)
-    except (ConfigError, CheckpointError):
-        raise
-    except (RuntimeError, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"cannot build {arch!r}: {str(exc).splitlines()[0][:200]}") from None
-
-
-def _load_checkpoint(path: Path, spec: str, role: str, arch: str | None,
-                     device: torch.device | str) -> LoadedModel:
-    """A transferguard checkpoint (weights + sidecar); ``arch`` (when given) must match it."""
-    try:
-        model, sidecar = load_checkpoint(path, device="cpu")
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise CheckpointError(f"--{role}: cannot load checkpoint {path}: "
-                              f"{str(exc).splitlines()[0][:200]}") from None
-    if arch is not None and model.arch != arch and not arch.startswith("timm:"):
-        raise CheckpointError(f"--{role}: {path} is a {model.arch!r} checkpoint, not {arch!r}")
-    return LoadedModel(model.to(device).eval(), spec, model.arch, str(path), sidecar)
-
-
-def load_model(spec: str, *, role: str, require_weights: bool,
-               device: torch.device | str = "cpu") -> LoadedModel:
-    """Build and load the model named by ``spec`` (see the module doc); eval mode on ``device``.
-
-    ``role`` ("source"/"target") only shapes the error messages. Every failure is a
-    :class:`ConfigError` (bad name) or :class:`CheckpointError` (bad or unsafe weights).
-    """
-    arch, weights = split_model_spec(spec)
-    bare = Path(spec).expanduser()
-    if weights is None and (bare.is_file() or bare.with_name(bare.name + ".safetensors").is_file()):
-        if _sidecar_of(bare) is None:
-            raise ConfigError(f"--{role} {spec!r}: name the architecture too, e.g. dtn:{spec}")
-        return _load_checkpoint(bare, spec, role, None, device)
-    info = arch_info(arch)  # ConfigError for an unknown architecture
-    if weights is None:
-        if require_weights:
-            raise ConfigError(f"--{role} {spec!r}: give the fine-tuned weights as ARCH:WEIGHTS, "
-                              f"e.g. {arch}:model.safetensors")
-        if not info["pretrained_offline"]:
-            raise ConfigError(f"--{role} {arch!r}: no public pre-trained weights for {arch} on "
-                              f"this machine ({info['pretrained_source']}); pass {arch}:WEIGHTS")
-        model = _build(arch, PRETRAINED_CLASSES, pretrained=True)
-        return LoadedModel(model.to(device).eval(), spec, arch, None)
-
-    path = Path(weights).expanduser()
-    if not path.exists() and path.suffix == "" and path.with_name(path.name + ".safetensors").is_file():
-        path = path.with_name(path.name + ".safetensors")
-    if path.is_dir() or not path.is_file():
-        raise CheckpointError(f"--{role}: weights file not found: {path}")
-    side = _sidecar_of(path) if path.suffix != ".json" else path
-    if side is not None and (path.suffix in (".safetensors", ".json")):
-        return _load_checkpoint(path, spec, role, arch, device)
-
-    state = load_weights_file(path)  # safe: safetensors or weights_only=True; NaN/inf refused
-    probe = _build(arch, 10)
-    rows = _head_rows(probe, state)
-    if rows is None:
-        raise CheckpointError(f"--{role}: weights {path} do not fit architecture {arch!r}: no "
-                              "classifier head weight found (expected e.g. 'head.weight')")
-    model = probe if rows == probe.num_classes else _build(arch, rows)
-    try:
-        load_weights_into(model, translate_state_dict(model, state))
-    except RuntimeError as exc:
-        raise CheckpointError(f"--{role}: weights {path} do not fit {arch!r}: "
-                              f"{str(exc).splitlines()[0][:200]}") from None
-    return LoadedModel(model.to(device).eval(), spec, arch, str(path))
-
-
 def set_normalization(model: TGModel, mean: list[float], std: list[float]) -> None:
     """Replace the model's input normalisation (the statistics it was trained with)."""
     if len(mean) != len(std) or len(mean) not in (1, 3):
@@ -317,6 +176,10 @@ def load_audit_data(data: str, *, size: int, with_train: bool, audit_fraction: f
     splits; folders and ``.npz`` files are split seeded and stratified, ``audit_fraction`` per
     class for the audit and the rest for training.
     """
+    if data.startswith("folder:"):
+        folder = Path(data[len("folder:"):]).expanduser()
+        if not ((folder / "train").is_dir() and (folder / "test").is_dir()):
+            data = str(folder)  # a plain class-folder tree: audit every image, no hidden split
     path = Path(data).expanduser()
     is_domain = data in DOMAINS or data.startswith(("folder:", "syndigits:"))
     if path.is_dir() and not is_domain:

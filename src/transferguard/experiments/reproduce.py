@@ -89,6 +89,22 @@ def footer_markdown(run: dict[str, Any]) -> str:
     return f"\n---\n{text}\n"
 
 
+def _refuse_other_run(out_dir: Path, name: str, plan: dict[str, Any]) -> None:
+    """ConfigError when ``out_dir`` holds finished results of a plan other than ``plan``."""
+    spec, results = out_dir / "spec.json", out_dir / "results.csv"
+    if not results.exists():
+        return
+    try:
+        stored = json.loads(spec.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stored = None
+    if stored is None or _without_notes(stored) != _without_notes(
+            json.loads(json.dumps(plan, default=str))):
+        raise ConfigError(f"{out_dir} already holds the results of another run (not the {name} "
+                          "plan asked for now); pass --overwrite to replace them, or choose "
+                          "another --out")
+
+
 def read_run_record(out_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The ``run.json`` of a run folder, or None if it has none."""
     path = Path(out_dir) / RUN_RECORD
@@ -103,9 +119,14 @@ def read_run_record(out_dir: str | os.PathLike) -> dict[str, Any] | None:
 def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
               out: str | os.PathLike | None = None, store: str | os.PathLike | None = None,
               device: str = "auto", progress: bool = True, data_root: str | None = None,
-              backend: str = "local", workers: int | None = None, address: str | None = None
-              ) -> tuple[pd.DataFrame, Path]:
-    """Run experiment ``name`` and write its run folder; return (results, run folder)."""
+              backend: str = "local", workers: int | None = None, address: str | None = None,
+              overwrite: bool = False) -> tuple[pd.DataFrame, Path]:
+    """Run experiment ``name`` and write its run folder; return (results, run folder).
+
+    Re-running the same plan into its folder is allowed (finished work comes from the store, so
+    the table is the same); a folder that holds a run of another plan (other seeds, scale or
+    experiment) is refused unless ``overwrite``.
+    """
     from ..reports.common import write_report
     from .runner import Runner
     from .store import Store
@@ -126,6 +147,8 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
     root.setLevel(logging.INFO)
     try:
         plan = exp.plan(scale, n_seeds)
+        if not overwrite:
+            _refuse_other_run(out_dir, name, plan)
         atomic_write_json(out_dir / "spec.json", plan)
         runner = Runner(Store(store), device=device, progress=progress, data_root=data_root,
                         backend=backend, workers=workers, address=address)

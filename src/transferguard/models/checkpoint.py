@@ -75,8 +75,9 @@ def save_checkpoint(model: TGModel, path: str | os.PathLike, meta: Mapping[str, 
     tensors = {k: v.detach().to("cpu").contiguous().clone()
                for k, v in model.state_dict().items()}
     config = model.config()
+    # The header also records the architecture's config, so the weights file alone can be rebuilt.
     st_meta = {"format": _FORMAT_NAME, "format_version": str(FORMAT_VERSION),
-               "arch": str(config.get("arch"))}
+               "arch": str(config.get("arch")), "config": json.dumps(config, sort_keys=True)}
     atomic_write(weights_path, lambda tmp: _st_save_file(tensors, tmp, metadata=st_meta))
     sidecar = {
         **meta,
@@ -115,26 +116,55 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
                     ) -> tuple[TGModel, dict]:
     """Rebuild the model from the sidecar, load its weights strictly; return ``(model, sidecar)``.
 
-    The model is returned in eval mode on ``device``; the sidecar dict holds the user metadata
-    at top level plus ``config`` and ``format_version``.
+    ``path`` may name the weights (``X.safetensors``), the sidecar (``X.json``) or the stem
+    (``X``); the weights are always ``X.safetensors`` beside the sidecar, whatever file name the
+    sidecar recorded, so a linked, copied or renamed pair loads. The sidecar's checksum must match
+    those weights. The model is returned in eval mode on ``device``; the sidecar dict holds the
+    user metadata at top level plus ``config`` and ``format_version``.
     """
     from .registry import create_model  # local import: the registry imports this module
 
     stem = _stem_path(path)
     info = read_sidecar(stem)
-    weights_path = stem.with_name(info.get("weights_file") or stem.name + ".safetensors")
+    weights_path = _with_suffix(stem, ".safetensors")
+    if not weights_path.is_file():
+        raise CheckpointError(f"weights file not found: {weights_path} (the sidecar "
+                              f"{_with_suffix(stem, '.json')} needs its .safetensors beside it)")
     expected = info.get("weights_sha256")
-    if weights_path.is_file() and expected and _sha256(weights_path) != expected:
+    if expected and _sha256(weights_path) != expected:
         raise CheckpointError(f"checkpoint weights {weights_path} do not match the checksum in "
-                              "their sidecar (modified or partially copied)")
+                              f"their sidecar {_with_suffix(stem, '.json').name} (modified, "
+                              "partially copied, or paired with another model's sidecar)")
     cfg = dict(info["config"])
     arch = cfg.pop("arch")
     num_classes = cfg.pop("num_classes")
     spatial_dropout = cfg.pop("spatial_dropout", 0.0)
-    model = create_model(arch, num_classes, pretrained=None, spatial_dropout=spatial_dropout, **cfg)
+    try:
+        model = create_model(arch, num_classes, pretrained=None, spatial_dropout=spatial_dropout,
+                             **cfg)
+    except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"cannot rebuild the {arch!r} model of {stem}: "
+                              f"{str(exc).splitlines()[0][:200]}") from None
     load_weights_into(model, load_weights_file(weights_path))
     model.to(device).eval()
     return model, info
+
+
+def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file's header (``{}`` for other or unreadable files)."""
+    p = Path(path)
+    try:
+        if not (p.suffix == ".safetensors" or _looks_like_safetensors(p)):
+            return {}
+        with open(p, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            if n > (1 << 26):  # a header this large is not ours; do not read it into memory
+                return {}
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError, struct.error):
+        return {}
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 
 
 def _looks_like_safetensors(path: Path) -> bool:
