@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
 from ._allocator import tune_malloc
+from ._names import unknown_name
 from .errors import ConfigError, TransferGuardError
 
 log = logging.getLogger("transferguard")
@@ -62,10 +64,18 @@ def output_folder(given: str | None, default: str, overwrite: bool,
 def cmd_datasets(args: argparse.Namespace) -> int:
     from .data import describe_domains
 
+    if args.download:
+        from .data import load_domain
+
+        dom = load_domain(args.download, root=args.root, download=True)
+        print(f"{args.download}: {len(dom.train) + len(dom.val)} training and {len(dom.test)} "
+              "test images ready")
+        return 0
     rows = describe_domains(root=args.root)
     width = max(len(r["name"]) for r in rows)
     for r in rows:
-        status = "available" if r.get("available") else f"unavailable ({r.get('reason', '')})"
+        reason = cli_message(Exception(r.get("reason", "")))
+        status = "available" if r.get("available") else f"unavailable ({reason})"
         print(f"{r['name']:<{width}}  {status}")
         print(f"{'':<{width}}  {r.get('description', '')}")
         print(f"{'':<{width}}  source: {r.get('source', '')}")
@@ -156,136 +166,253 @@ def _method_options(args: argparse.Namespace) -> dict[str, float]:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    import pandas as pd
     import torch
 
     from . import attacks
-    from ._io import atomic_write
     from .data import load_domain
     from .evaluation import attack_metrics
+    from .experiments.reproduce import results_frame, write_results
     from .models import load_model
     from .utils import resolve_device
 
     eps_list = parse_eps(args.eps)
+    attack = _attack_entry(args.attack)
     out = output_folder(args.out, "runs/attack", args.overwrite)
     device = resolve_device(args.device)
-    target = load_model(args.target, role="target", require_weights=True, device=device).model
+    target = load_model(args.target, role="target", require_weights=True, device=device)
     crafter = target
     if args.source:
-        crafter = load_model(args.source, role="source", require_weights=False,
-                             device=device).model
+        crafter = load_model(args.source, role="source", require_weights=False, device=device)
     dom = load_domain(args.domain, size=args.size, root=args.data_root)
-    if dom.num_classes != target.num_classes:
+    if dom.num_classes != target.model.num_classes:
         raise ConfigError(f"{args.domain} has {dom.num_classes} classes, the target model "
-                          f"{target.num_classes}")
+                          f"{target.model.num_classes}")
     x, y = dom.test.images(), dom.test.y
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
     gen = torch.Generator().manual_seed(args.seed)
-    clean = attacks.predict(target, x.to(device)).cpu()
-    rows = [{"attack": "none", "eps": 0.0, "metric": "clean_acc",
+    options = {k: v for k, v in (("steps", args.steps), ("generator", gen)) if _accepts(attack, k)}
+    clean = attacks.predict(target.model, x.to(device)).cpu()
+    kind = "transfer" if args.source else "white-box"
+    name = f"{args.attack}-{'transfer' if args.source else 'white'}"
+    base = {"experiment": "attack", "task": args.domain, "method": target.sidecar.get("method"),
+            "arch": target.arch, "seed": args.seed, "kind": kind, "crafted_on": crafter.spec,
+            "target": target.spec, "n_images": len(y)}
+    rows = [{**base, "attack": "none", "eps": 0.0, "metric": "clean_acc",
              "value": float((clean == y).float().mean())}]
-    mode = "transfer" if args.source else "white-box"
     for eps in eps_list:
-        xs, ys = [], []
-        for i in range(0, len(y), args.batch_size):
-            xb, yb = x[i:i + args.batch_size].to(device), y[i:i + args.batch_size].to(device)
-            if args.attack == "fgsm":
-                adv = attacks.fgsm(crafter, xb, yb, eps)
-            elif args.attack == "pgd":
-                adv = attacks.pgd(crafter, xb, yb, eps, steps=args.steps, generator=gen)
-            elif args.attack == "feature":
-                adv = attacks.feature_attack(crafter, xb, eps, steps=args.steps, generator=gen)
-            else:
-                adv = attacks.uniform_noise(xb, eps, generator=gen)
-            xs.append(adv.cpu())
-            ys.append(yb.cpu())
-        adv_pred = attacks.predict(target, torch.cat(xs).to(device)).cpu()
-        name = f"{args.attack}-{mode}"
-        rows += [{"attack": name, "eps": eps, "metric": k, "value": v}
+        adv = attacks.craft_in_batches(
+            lambda xb, yb, e=eps: attack(crafter.model, xb, yb, eps=e, **options),
+            x, y, batch_size=args.batch_size, progress=not args.quiet, device=device,
+            desc=f"{name} ε={eps_label(eps)}")
+        adv_pred = attacks.predict(target.model, adv.to(device)).cpu()
+        rows += [{**base, "attack": name, "eps": eps, "metric": k, "value": v}
                  for k, v in attack_metrics(clean, adv_pred, y).items()]
-    df = pd.DataFrame(rows)
+    df = results_frame(rows)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
-    print(df.pivot_table(index="eps", columns="metric", values="value").to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"→ {out / 'results.csv'}")
+    write_results(df, out / "results.csv")
+    print(attack_table(df))
+    print(f"{len(y)} test images of {args.domain}; {kind} {args.attack} crafted on "
+          f"{crafter.spec} → {out / 'results.csv'}")
     return 0
 
 
+def _attack_entry(name: str):  # noqa: ANN202 - a registry callable
+    from .attacks import ATTACKS
+
+    if name not in ATTACKS:
+        raise ConfigError(unknown_name("attack", name, ATTACKS))
+    return ATTACKS[name]
+
+
+def _accepts(fn: object, option: str) -> bool:
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()  # type: ignore[arg-type]
+    return any(p.name == option or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def eps_label(eps: float) -> str:
+    """ε in the pixel units a person reads: ``8/255`` when it is a whole number of 255ths."""
+    k = eps * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
+
+
+def attack_table(df) -> str:  # noqa: ANN001 - a pandas DataFrame (pandas is imported lazily)
+    """Rows = attack × ε (in n/255), columns = metrics, values in %; no empty cells."""
+    table = df.assign(eps=[eps_label(e) for e in df.eps]).pivot_table(
+        index=["attack", "eps"], columns="metric", values="value", sort=False)
+    table = table.dropna(axis=1, how="all")
+    return table.map(lambda v: "" if v != v else f"{100 * v:.1f} %").to_string()  # NaN → blank
+
+
 # ------------------------------------------------------------------------------ parser
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), "did you mean", and registry choices in --help.
+
+    An option built with ``names=<callable>`` lists the registry's names in its help; the
+    registry is only imported when that help is shown, so ``transferguard --help`` stays instant.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        import re
+
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            known = re.findall(r"'([^']*)'", m.group(2))
+            message = message[:m.start()] + unknown_name("choice", m.group(1), known)[8:]
+        self.exit(2, f"transferguard: error: {message} (see `{self.prog} --help`)\n")
+
+    def format_help(self) -> str:
+        for action in self._actions:
+            names = getattr(action, "names", None)
+            if names is not None and "{names}" in (action.help or ""):
+                action.help = action.help.replace("{names}", ", ".join(names()))
+        return super().format_help()
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with each option's default (none shown for flags and options without one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _names(kind: str):  # noqa: ANN202 - returns a zero-argument callable
+    def domains() -> list[str]:
+        from .data.registry import DOMAINS, PATTERNS
+
+        return [*DOMAINS, *PATTERNS]
+
+    def methods() -> list[str]:
+        from .methods.registry import ALIASES, METHODS
+
+        return [*METHODS, *(f"{a} (= {m})" for a, m in ALIASES.items())]
+
+    def archs() -> list[str]:
+        from .models import list_archs
+
+        return list_archs()
+
+    def attacks() -> list[str]:
+        from .attacks import ATTACKS
+
+        return list(ATTACKS)
+
+    return {"domain": domains, "method": methods, "arch": archs, "attack": attacks}[kind]
+
+
+def _named(parser: argparse.ArgumentParser, flag: str, kind: str, help: str, **kw) -> None:
+    action = parser.add_argument(flag, help=f"{help}; one of: {{names}}", **kw)
+    action.names = _names(kind)  # type: ignore[attr-defined]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="transferguard", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="transferguard", description=__doc__.splitlines()[0],
+                formatter_class=_Formatter)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="debug logging (every step the library logs)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=kw.pop("description", help),
+                              formatter_class=_Formatter, **kw)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1 …")
-        sp.add_argument("--data-root", default=None, help="root folder of datasets on disk")
-        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.add_argument("--device", default="auto",
+                        help="auto (the GPU when present), cpu, cuda, cuda:N (gpu = cuda)")
+        sp.add_argument("--data-root", default=None,
+                        help="folder holding datasets' own files (paper-scale domains); "
+                             "default $TRANSFERGUARD_DATA or ~/.cache/transferguard/datasets")
+        sp.add_argument("--quiet", action="store_true",
+                        help="print only warnings, errors and the final summary")
         sp.add_argument("--overwrite", action="store_true",
                         help="replace finished results at --out (refused otherwise)")
 
-    d = sub.add_parser("datasets", help="list every domain, its size and where its data comes from")
-    d.add_argument("--root", default=None)
+    d = command("datasets", "list every domain, its size and where its data comes from")
+    d.add_argument("--root", default=None, help="folder holding datasets' own files")
+    d.add_argument("--download", default=None, metavar="DOMAIN",
+                   help="fetch this domain's files with torchvision into --root (needs internet; "
+                        "mnist, usps, svhn, cifar10-9, stl10-9, flowers102)")
     d.set_defaults(func=cmd_datasets)
 
-    r = sub.add_parser("reproduce", help="regenerate a figure or table of the papers")
-    r.add_argument("name", nargs="?", help="experiment name (see --list)")
+    r = command("reproduce", "regenerate a figure or table of the papers")
+    r.add_argument("name", nargs="?", help="experiment name, or all (see --list)")
     r.add_argument("--list", action="store_true", help="list the registered experiments")
-    r.add_argument("--scale", default="offline", choices=["offline", "paper"])
-    r.add_argument("--seeds", type=int, default=None, help="number of seeds (default per experiment)")
+    r.add_argument("--scale", default="offline", choices=["offline", "paper"],
+                   help="offline: real data available here, CPU-sized budgets; paper: the "
+                        "papers' datasets (--data-root) and budgets, for a GPU")
+    r.add_argument("--seeds", type=int, default=None,
+                   help="number of seeds (default: the experiment's own)")
     r.add_argument("--out", default=None, help="run folder (default runs/NAME-SCALE)")
-    r.add_argument("--store", default=None, help="model/evaluation cache (default ~/.cache/transferguard/store)")
+    r.add_argument("--store", default=None,
+                   help="model/evaluation cache (default $TRANSFERGUARD_STORE or "
+                        "~/.cache/transferguard/store)")
     r.add_argument("--backend", default="local", choices=["serial", "local", "ray"],
-                   help="where training units run: this process, local processes (default), or Ray")
+                   help="where training units run: this process, local processes, or Ray")
     r.add_argument("--workers", type=int, default=None,
                    help="parallel training units (default: half the cores; 1 runs in-process)")
-    r.add_argument("--address", default=None, help="address of an existing Ray cluster (--backend ray)")
+    r.add_argument("--address", default=None,
+                   help="HOST:PORT of an existing Ray cluster (--backend ray)")
     r.add_argument("--report-only", action="store_true",
                    help="rebuild the report(s) in --out from results.csv, computing nothing")
     common(r)
     r.set_defaults(func=cmd_reproduce)
 
-    t = sub.add_parser("train", help="train one model with a transfer method")
-    t.add_argument("--domain", required=True)
-    t.add_argument("--arch", default="dtn")
-    t.add_argument("--method", default="scratch")
+    t = command("train", "train one model with a transfer method")
+    _named(t, "--domain", "domain", "training data", required=True)
+    _named(t, "--arch", "arch", "architecture", default="dtn")
+    _named(t, "--method", "method", "transfer method", default="scratch")
     t.add_argument("--source", default=None, metavar="PATH|ARCH[:WEIGHTS]",
                    help="model to transfer from: a checkpoint (.safetensors + .json, e.g. from "
                         "runs/NAME/checkpoints/), ARCH:WEIGHTS for a bare state dict, or ARCH "
                         "for its public pre-trained weights")
-    t.add_argument("--pretrained", default=None, help="public pre-trained weights file for --arch")
-    t.add_argument("--out", required=True, help="checkpoint path (writes .safetensors and .json)")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--iterations", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=0.01)
-    t.add_argument("--weight-decay", type=float, default=5e-4)
-    t.add_argument("--momentum", type=float, default=0.9)
-    t.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
-    t.add_argument("--patience", type=int, default=None)
-    t.add_argument("--dropout", type=float, default=None, help="spatial dropout after each stage")
-    t.add_argument("--lambda-feat", type=float, default=None)
-    t.add_argument("--n-per-class", type=int, default=None)
-    t.add_argument("--size", type=int, default=32)
-    t.add_argument("--split-seed", type=int, default=0)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--pretrained", default=None,
+                   help="public pre-trained weights file for --arch (random init when absent)")
+    t.add_argument("--out", required=True,
+                   help="checkpoint path: writes OUT.safetensors and its OUT.json sidecar")
+    t.add_argument("--epochs", type=int, default=10, help="training epochs (unless --iterations)")
+    t.add_argument("--iterations", type=int, default=None,
+                   help="SGD steps; overrides --epochs")
+    t.add_argument("--batch-size", type=int, default=128, help="images per SGD step")
+    t.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
+    t.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
+    t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    t.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                   help="learning-rate schedule")
+    t.add_argument("--patience", type=int, default=None,
+                   help="stop after this many validations without improvement (default: never)")
+    t.add_argument("--dropout", type=float, default=None,
+                   help="spatial dropout after each stage (methods that take it)")
+    t.add_argument("--lambda-feat", type=float, default=None,
+                   help="feature-distillation weight (delta, delta-r, renofeation)")
+    t.add_argument("--n-per-class", type=int, default=None,
+                   help="labelled training images per class (default: all)")
+    t.add_argument("--size", type=int, default=32, help="image side in px")
+    t.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the subsample and validation split")
+    t.add_argument("--seed", type=int, default=0, help="training seed")
     common(t)
     t.set_defaults(func=cmd_train)
 
-    a = sub.add_parser("attack", help="attack a model white-box, or by transfer from --source")
+    a = command("attack", "attack a model white-box, or by transfer from --source")
     a.add_argument("--target", required=True, metavar="PATH|ARCH:WEIGHTS",
                    help="the attacked model: a checkpoint, or ARCH:WEIGHTS for a bare state dict")
     a.add_argument("--source", default=None, metavar="PATH|ARCH[:WEIGHTS]",
-                   help="craft on this model instead (black-box transfer)")
-    a.add_argument("--domain", required=True, help="test data (the target's domain)")
-    a.add_argument("--attack", default="fgsm", choices=["fgsm", "pgd", "feature", "noise"])
-    a.add_argument("--eps", default="1/255,2/255,4/255,8/255,16/255,32/255")
-    a.add_argument("--steps", type=int, default=10)
-    a.add_argument("--batch-size", type=int, default=256)
-    a.add_argument("--limit", type=int, default=None, help="attack only the first N test images")
-    a.add_argument("--size", type=int, default=32)
-    a.add_argument("--seed", type=int, default=0)
+                   help="craft on this model instead (black-box transfer); default: the target")
+    _named(a, "--domain", "domain", "test data (the target's task)", required=True)
+    _named(a, "--attack", "attack", "attack", default="fgsm")
+    a.add_argument("--eps", default="1/255,2/255,4/255,8/255,16/255,32/255",
+                   help="L∞ budgets in pixel units (images in [0, 1]), comma-separated")
+    a.add_argument("--steps", type=int, default=10, help="iterations of pgd and feature")
+    a.add_argument("--batch-size", type=int, default=256, help="images per crafting batch")
+    a.add_argument("--limit", type=int, default=None,
+                   help="attack only the first N test images (default: all)")
+    a.add_argument("--size", type=int, default=32, help="image side in px")
+    a.add_argument("--seed", type=int, default=0, help="seed of random starts and noise")
     a.add_argument("--out", default=None,
                    help="results folder (default: runs/attack, or runs/attack-N if that holds "
                         "results)")
@@ -294,20 +421,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .auditing.cli import add_audit_parser
 
-    add_audit_parser(sub, common)
+    add_audit_parser(sub, common).formatter_class = _Formatter
     return p
+
+
+#: Library hints phrased for the Python API, and how the same step reads on the command line.
+_API_HINTS = (
+    ("pass root= and download=True",
+     "pass --data-root DIR, or run `transferguard datasets --download {name} --root DIR`"),
+    ("pass download=True to", "run `transferguard datasets --download {name}` to"),
+)
+
+
+def cli_message(exc: BaseException) -> str:
+    """The error text as the command line should say it (CLI flags, not API arguments)."""
+    import re
+
+    text = str(exc)
+    m = re.match(r"([\w.-]+): ", text)
+    name = m.group(1) if m else "DOMAIN"
+    for api, cli in _API_HINTS:
+        text = text.replace(api, cli.format(name=name))
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    quiet = bool(getattr(args, "quiet", False))
+    level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)
+    logging.getLogger("transferguard").setLevel(level)
+    from ._progress import set_enabled
+
+    set_enabled(not quiet)
     tune_malloc()  # large tensors from the heap, not fresh mmaps: see transferguard._allocator
     try:
         return int(args.func(args) or 0)
     except TransferGuardError as exc:
-        print(f"transferguard: error: {exc}", file=sys.stderr)
+        print(f"transferguard: error: {cli_message(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as exc:  # a full disk, a read-only folder, a vanished file: say which, briefly
         where = f": {exc.filename}" if exc.filename else ""
         print(f"transferguard: error: {exc.strerror or exc}{where}", file=sys.stderr)

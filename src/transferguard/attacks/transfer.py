@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ..errors import ConfigError
 from .engine import eval_mode
 
@@ -70,7 +70,7 @@ def craft_in_batches(attack_fn: Callable[..., torch.Tensor], x: torch.Tensor,
         raise ConfigError(f"{len(x)} images but {len(y)} labels")
     out = []
     starts = range(0, len(x), batch_size)
-    for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
+    for start in progress_bar(starts, desc=desc, disable=not progress, leave=False):
         xb = x[start:start + batch_size]
         yb = None if y is None else y[start:start + batch_size]
         if device is not None:

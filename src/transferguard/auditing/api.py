@@ -30,10 +30,10 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .. import attacks
 from .._io import atomic_write
+from .._progress import progress_bar
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import (
     attack_metrics,
@@ -378,7 +378,7 @@ def audit(source: str, target: str, data: str, *, eps: Sequence[float] | str = D
         return attacks.craft_in_batches(fn, x, labels, batch_size, progress, device=dev,
                                         desc=desc)
 
-    eps_bar = tqdm(eps_list, desc="audit ε", disable=not progress, leave=False)
+    eps_bar = progress_bar(eps_list, desc="audit ε", disable=not progress, leave=False)
     sweeps: dict[str, dict[float, torch.Tensor]] = {}
     if label_attacks:
         sweeps["fgsm-transfer"] = _fgsm_sweep(src.model, x, y, eps_list, batch_size, dev)

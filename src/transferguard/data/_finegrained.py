@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ..errors import DataError
 from ._digits import locate_or_fetch
 from ._image import load_image
@@ -31,7 +31,7 @@ FOLDER_TEST_FRACTION = 0.2
 def decode_images(paths: Sequence[Path], size: int, desc: str) -> np.ndarray:
     """Decode ``paths`` into one uint8 (N, 3, size, size) array, with a progress bar."""
     out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
-    for i, p in enumerate(tqdm(paths, desc=desc, unit="img", disable=len(paths) < 500,
+    for i, p in enumerate(progress_bar(paths, desc=desc, unit="img", disable=len(paths) < 500,
                                leave=False)):
         out[i] = load_image(p, size)
     return out

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._names import unknown_name
 from ..errors import ConfigError, DataError
 from . import _digits, _finegrained, _objects
 from ._cache import cache_path, load_arrays, save_arrays
@@ -199,8 +200,7 @@ def resolve_spec(name: str) -> tuple[DomainSpec, str | Path | None]:
                           _syndigits_check, uses_root=False,
                           sizes={"train": n_tr, "test": n_te, "classes": 10})
         return spec, None
-    names = ", ".join([*DOMAINS, *PATTERNS])
-    raise ConfigError(f"unknown domain {name!r}; known domains: {names}")
+    raise ConfigError(unknown_name("domain", name, [*DOMAINS, *PATTERNS]))
 
 
 def _cache_params(spec: DomainSpec, root: Path | None, size: int) -> dict[str, Any]:

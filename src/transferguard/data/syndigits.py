@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
-from tqdm.auto import tqdm
 
 from .._io import atomic_write_text
+from .._progress import progress_bar
 from ..errors import ConfigError, DataError
 from ._cache import cache_root
 
@@ -156,7 +156,7 @@ def available_fonts(extra_dirs: Sequence[str | os.PathLike] | None = None) -> li
             return [Path(p) for p in json.loads(cache.read_text())]
         except (OSError, ValueError):
             pass
-    good = [p for p in tqdm(cands, desc="checking fonts", disable=len(cands) < 50, leave=False)
+    good = [p for p in progress_bar(cands, desc="checking fonts", disable=len(cands) < 50, leave=False)
             if font_renders_digits(p)]
     log.info("syndigits: %d of %d candidate fonts render all ten digits", len(good), len(cands))
     try:
@@ -307,7 +307,7 @@ def generate_syndigits(n: int, seed: int, size: int = 32,
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if n >= 4 * _CHUNK else 1
     x = np.empty((n, 3, size, size), dtype=np.uint8)
-    bar = tqdm(total=n, desc="rendering syndigits", unit="img", disable=not progress or n < 1000,
+    bar = progress_bar(total=n, desc="rendering syndigits", unit="img", disable=not progress or n < 1000,
                leave=False)
     with bar:
         if workers <= 1 or len(chunks) <= 1:

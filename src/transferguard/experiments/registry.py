@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from .._names import unknown_name
 from ..errors import ConfigError
 from .base import Experiment
 
@@ -59,7 +60,7 @@ def get_experiment(name: str) -> Experiment:
     try:
         return EXPERIMENTS[name]
     except KeyError:
-        raise ConfigError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}") from None
+        raise ConfigError(unknown_name("experiment", name, EXPERIMENTS)) from None
 
 
 _PKG = "transferguard"

@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from .._names import unknown_name
 from ..errors import ConfigError
 from .base import TransferMethod
 from .basic import CommonInit, FineTune, LinearProbe, Scratch
@@ -52,8 +53,7 @@ def create_method(name: str, **options: Any) -> TransferMethod:
     """Build the method ``name`` (or an alias) with ``options``; bad input raises ConfigError."""
     key = ALIASES.get(name, name)
     if key not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)} "
-                          f"(aliases: {', '.join(ALIASES)})")
+        raise ConfigError(unknown_name("method", name, [*METHODS, *ALIASES]))
     factory = METHODS[key]
     try:
         inspect.signature(factory).bind(**options)

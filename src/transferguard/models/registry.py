@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._names import unknown_name
 from ..errors import ConfigError
 from .base import IMAGENET, SYMMETRIC, TGModel
 from .dtn import DTN
@@ -153,7 +154,7 @@ def create_model(arch: str, num_classes: int, *, pretrained: Any = None,
     else:
         factory = ARCHS.get(arch)
         if factory is None:
-            raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(list_archs())}")
+            raise ConfigError(unknown_name("architecture", arch, list_archs()))
         try:
             model = factory(num_classes, pretrained=pretrained, **kwargs)
         except TypeError as exc:
@@ -172,7 +173,7 @@ def arch_info(arch: str) -> dict:
                         "timm weights download from a hub: only local files work offline"
                         ).as_dict()
     if arch not in _INFO:
-        raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(list_archs())}")
+        raise ConfigError(unknown_name("architecture", arch, list_archs()))
     size, norm_name, (mean, std), stages, available, source = _INFO[arch]
     return ArchInfo(arch, size, norm_name, tuple(mean), tuple(std), stages, bool(available()),
                     source).as_dict()

@@ -33,8 +33,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, update_bn
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from ..data.base import Split, to_float
 from ..errors import CheckpointError, ConfigError, DataError
 from ..models.base import TGModel
@@ -227,8 +227,8 @@ def fit(model: TGModel, method: Any, train: Split, val: Split | None, config: Tr
     step_seconds = 0.0
     images = 0
     t0 = time.perf_counter()
-    bar = tqdm(total=end(), initial=st["iteration"], desc=config.desc, disable=not config.progress,
-               leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=end(), initial=st["iteration"], desc=config.desc,
+                       disable=not config.progress)
     try:
         while st["iteration"] < end():
             if config.max_iterations_this_call is not None and calls >= config.max_iterations_this_call:
