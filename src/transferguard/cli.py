@@ -260,7 +260,7 @@ class _Parser(argparse.ArgumentParser):
         m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if m:
             known = re.findall(r"'([^']*)'", m.group(2))
-            message = message[:m.start()] + unknown_name("choice", m.group(1), known)[8:]
+            message = message[:m.start()] + unknown_name("choice", m.group(1), known)
         self.exit(2, f"transferguard: error: {message} (see `{self.prog} --help`)\n")
 
     def format_help(self) -> str:
@@ -446,7 +446,10 @@ def cli_message(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a one-line usage error (2), already printed
+        return int(exc.code or 0)
     quiet = bool(getattr(args, "quiet", False))
     level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",

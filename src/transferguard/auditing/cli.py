@@ -81,13 +81,16 @@ def add_audit_parser(sub: argparse._SubParsersAction,
     p.add_argument("--limit", type=int, default=None, help="audit a random subset of N images")
     p.add_argument("--train-reference", default=None, choices=["retrain", "renofeation"],
                    help="also train this reference on the same data and audit it alongside")
-    p.add_argument("--reference-iterations", type=int, default=1000)
-    p.add_argument("--pgd-steps", type=int, default=10)
-    p.add_argument("--feature-steps", type=int, default=40)
+    p.add_argument("--reference-iterations", type=int, default=1000,
+                   help="SGD steps of the --train-reference model")
+    p.add_argument("--pgd-steps", type=int, default=10, help="iterations of the PGD attacks")
+    p.add_argument("--feature-steps", type=int, default=40,
+                   help="iterations of the penultimate-feature attack")
     p.add_argument("--candidates", type=int, default=8,
                    help="feature attack: candidate neurons tried per image (best kept)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=128, help="images per crafting batch")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of --limit's subset, random starts, noise and data splits")
     common(p)
     p.set_defaults(func=cmd_audit)
     return p
