@@ -1,15 +1,19 @@
 """kill -9 during training loses at most the work since the last evaluation; the resumed run gives
-bit-identical weights and the same results as an uninterrupted one."""
+bit-identical weights and the same results as an uninterrupted one.
+
+The kill is deterministic: the training subprocess SIGKILLs itself right after its second save of
+the training state, so the test never depends on timing.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from transferguard.experiments import Runner, Store
@@ -20,32 +24,50 @@ SPEC = ModelSpec(DataSpec("ucidigits", n_train_per_class=30), "dtn", seed=3,
                                  schedule="cosine"))
 
 SCRIPT = """
-import sys, torch
+import os, signal, sys, torch
 torch.set_num_threads(1)
+import transferguard.training.loop as loop
 from transferguard.experiments import Runner, Store
 from transferguard.experiments.spec import DataSpec, ModelSpec, TrainSpec
-spec = eval(sys.argv[2])
-Runner(Store(sys.argv[1]), device="cpu", progress=False).model(spec)
+
+saves, real_save = [], loop.save_state
+def save_then_die(path, state):
+    out = real_save(path, state)
+    saves.append(path)
+    if len(saves) == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+loop.save_state = save_then_die
+Runner(Store(sys.argv[1]), device="cpu", progress=False).model(eval(sys.argv[2]))
 """
 
 
-def test_killed_training_resumes_to_identical_weights(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
+def run_killed(store: Path, spec: ModelSpec, after_saves: int) -> None:
+    """Train ``spec`` in a subprocess that kills itself (SIGKILL) after ``after_saves`` saves."""
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(store), repr(spec), str(after_saves)],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == -9, f"expected a SIGKILL, got {proc.returncode}:\n{proc.stderr}"
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the subprocess trains with one thread: compare like with like
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_killed_training_resumes_to_identical_weights(tmp_path: Path, one_thread, caplog) -> None:
     store = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(store), repr(SPEC)],
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run_killed(store, SPEC, after_saves=2)
     partial = Store(store).partial_path(f"{SPEC.key()}-0")
-    deadline = time.time() + 240
-    while not partial.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.3)  # let it get a few evaluations further
-    assert proc.poll() is None, "training finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
     assert partial.exists() and not Store(store).has_model(SPEC.key())
 
     resumed_runner = Runner(Store(store), device="cpu", progress=False)
-    resumed, meta = resumed_runner.model(SPEC)
+    with caplog.at_level(logging.INFO, logger="transferguard"):
+        resumed, meta = resumed_runner.model(SPEC)
+    assert "at iteration 6" in caplog.text  # the second evaluation (eval_every=3)
     straight, _ = Runner(Store(tmp_path / "straight"), device="cpu", progress=False).model(SPEC)
     assert resumed_runner.counters["trained"] == 1
     assert not partial.exists()  # the finished model replaced the partial state

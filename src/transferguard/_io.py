@@ -6,12 +6,17 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` atomically."""
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` atomically.
+
+    If anything fails (a full disk, a permission error, an interrupt) the temporary file is
+    removed and the error re-raised: ``path`` is either the old file or the complete new one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -20,7 +25,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with suppress(OSError):  # never mask the original error
             os.unlink(tmp)
         raise
     return path

@@ -17,3 +17,7 @@ class CheckpointError(TransferGuardError):
 
 class ConfigError(TransferGuardError):
     """An option, spec or name is invalid."""
+
+
+class StoreError(TransferGuardError):
+    """The experiment store cannot be written (full disk, read-only folder, no permission)."""

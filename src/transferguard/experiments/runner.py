@@ -4,6 +4,12 @@ The runner is the only place that turns specs into trained models. It resolves a
 first (a source model is trained once for every target that needs it), tries the hyper-parameter
 grid and keeps the best on the validation split, and saves the winner as a checkpoint keyed by
 the spec hash. In-memory memos make a model or a crafted batch used twice in one run cost once.
+
+Faults: a store entry that cannot be read (truncated, garbage, checksum mismatch) is moved aside
+and recomputed, an unusable training state restarts its trial from scratch, and every entry is
+computed under its store lock (re-checked once held), so concurrent runs compute it once. Locks
+are taken in one order only (evaluation → crafted batch → model → its parent), so they cannot
+deadlock.
 """
 
 from __future__ import annotations
@@ -11,12 +17,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..data import Domain, load_domain
+from ..errors import CheckpointError, StoreError
 from ..models import TGModel, create_model, load_checkpoint, read_sidecar, save_checkpoint
 from ..utils import resolve_device, seed_everything
 from .spec import DataSpec, ModelSpec, canonical_hash
@@ -61,15 +70,31 @@ class Runner:
             model = create_model(spec.arch, int(spec.method_options.get("num_classes", 1000)),
                                  pretrained=spec.pretrained or True)
             meta = {"key": key, "arch": spec.arch, "method": PRETRAINED, "pretrained": spec.pretrained}
-        elif self.store.has_model(key):
-            model, meta = load_checkpoint(self.store.model_path(key))
-            self.counters["loaded"] += 1
-            log.info("loaded %s from the store (%s)", spec.describe(), key)
         else:
-            model, meta = self._train(spec, key)
+            found = self._stored_model(spec)
+            if found is None:
+                with self.store.lock(key):  # another process may be training it: wait, re-check
+                    found = self._stored_model(spec, discard=True) or self._train(spec, key)
+            model, meta = found
         model = model.to(self.device).eval()
         self._models[key] = (model, meta)
         return model, meta
+
+    def _stored_model(self, spec: ModelSpec, *, discard: bool = False
+                      ) -> tuple[TGModel, dict[str, Any]] | None:
+        """The stored model of ``spec``; None when absent or unusable (moved aside with ``discard``)."""
+        key = spec.key()
+        if not self.store.has_model(key):
+            return None
+        try:
+            found = load_checkpoint(self.store.model_path(key))
+        except (CheckpointError, OSError, ValueError) as err:
+            if discard:
+                self.store.discard(*self.store.model_files(key), reason=str(err))
+            return None
+        self.counters["loaded"] += 1
+        log.info("loaded %s from the store (%s)", spec.describe(), key)
+        return found
 
     def meta(self, spec: ModelSpec) -> dict[str, Any]:
         """A finished model's sidecar (selected hyper-parameters, validation accuracy) without
@@ -79,9 +104,10 @@ class Runner:
             return self._models[key][1]
         if spec.method == PRETRAINED:
             return {}
-        if not self.store.has_model(key):
-            return self.model(spec)[1]
-        return read_sidecar(self.store.model_path(key))
+        if self.store.has_model(key):
+            with suppress(CheckpointError):  # unreadable: model() moves it aside and retrains
+                return read_sidecar(self.store.model_path(key))
+        return self.model(spec)[1]
 
     def hp_columns(self, spec: ModelSpec) -> dict[str, Any]:
         """Columns recording the hyper-parameter selection of a model (paper protocol)."""
@@ -90,9 +116,6 @@ class Runner:
                 "val_acc": meta.get("best_val_acc")}
 
     def _train(self, spec: ModelSpec, key: str) -> tuple[TGModel, dict[str, Any]]:
-        from ..methods import create_method
-        from ..training import TrainConfig, fit
-
         parent = self.model(spec.parent)[0] if spec.parent is not None else None
         dom = self.domain(spec.data)
         grid = spec.hp_grid or ((spec.train.lr, spec.train.weight_decay),)
@@ -101,17 +124,7 @@ class Runner:
         t0 = time.perf_counter()
         for i, (lr, wd) in enumerate(grid):
             log.info("training %s (lr=%g, wd=%g) [%d/%d]", spec.describe(), lr, wd, i + 1, len(grid))
-            seed_everything(spec.seed)
-            model = create_model(spec.arch, dom.num_classes,
-                                 pretrained=spec.pretrained if spec.parent is None else None)
-            method = create_method(spec.method, **spec.method_options)
-            model = method.prepare(model, parent, dom.num_classes)
-            cfg = TrainConfig(**{**asdict(spec.train), "lr": lr, "weight_decay": wd},
-                              seed=spec.seed, device=str(self.device), progress=self.progress,
-                              checkpoint_path=str(self.store.partial_path(f"{key}-{i}")),
-                              desc=spec.describe())
-            teacher = parent if getattr(method, "needs_teacher", False) else None
-            result = fit(model, method, dom.train, dom.val, cfg, teacher=teacher)
+            result = self._fit_trial(spec, dom, parent, lr, wd, self.store.partial_path(f"{key}-{i}"))
             trials.append({"lr": lr, "weight_decay": wd, "best_val_acc": result.best_val_acc,
                            "iterations": result.iterations_run})
             if best is None or result.best_val_acc > best[0]:
@@ -125,11 +138,44 @@ class Runner:
             "selected_lr": lr, "selected_weight_decay": wd, "best_val_acc": val_acc,
             "hp_trials": trials, "train_seconds": round(time.perf_counter() - t0, 2),
         }
-        save_checkpoint(result.model, self.store.model_path(key), meta)
-        for i in range(len(grid)):
-            self.store.partial_path(f"{key}-{i}").unlink(missing_ok=True)
+        try:
+            with self.store.writing():
+                save_checkpoint(result.model, self.store.model_path(key), meta)
+        except StoreError:
+            for path in self.store.model_files(key):  # no half entry (weights without sidecar)
+                with suppress(OSError):
+                    path.unlink(missing_ok=True)
+            raise
+        with self.store.writing():
+            for i in range(len(grid)):
+                self.store.partial_path(f"{key}-{i}").unlink(missing_ok=True)
         self.counters["trained"] += 1
         return result.model, meta
+
+    def _fit_trial(self, spec: ModelSpec, dom: Domain, parent: TGModel | None, lr: float,
+                   wd: float, partial: Path) -> Any:
+        """Train one grid point, resuming from ``partial`` when present. An unusable state
+        (corrupt, or from another config) is moved aside and the trial restarts from scratch."""
+        from ..methods import create_method
+        from ..training import TrainConfig, fit
+
+        while True:
+            seed_everything(spec.seed)
+            model = create_model(spec.arch, dom.num_classes,
+                                 pretrained=spec.pretrained if spec.parent is None else None)
+            method = create_method(spec.method, **spec.method_options)
+            model = method.prepare(model, parent, dom.num_classes)
+            cfg = TrainConfig(**{**asdict(spec.train), "lr": lr, "weight_decay": wd},
+                              seed=spec.seed, device=str(self.device), progress=self.progress,
+                              checkpoint_path=str(partial), desc=spec.describe())
+            teacher = parent if getattr(method, "needs_teacher", False) else None
+            try:
+                with self.store.writing():  # the training state is saved at every evaluation
+                    return fit(model, method, dom.train, dom.val, cfg, teacher=teacher)
+            except CheckpointError as err:
+                if not partial.exists():
+                    raise
+                self.store.discard(partial, reason=str(err))
 
     def train_all(self, specs: list[ModelSpec]) -> None:
         """Train every spec not yet in the store, in parallel on the runner's backend."""
@@ -146,13 +192,16 @@ class Runner:
         if key in self._crafted:
             return self._crafted[key]
         stored = self.store.get_crafted(key)
-        if stored is not None:
-            value: Any = stored["x"] if set(stored) == {"x"} else {float(k): v for k, v in stored.items()}
-        else:
-            value = craft()
-            self.counters["crafted"] += 1
-            tensors = {"x": value} if isinstance(value, torch.Tensor) else {repr(float(k)): v for k, v in value.items()}
-            self.store.put_crafted(key, tensors)
+        if stored is None:
+            with self.store.lock(f"crafted-{key}"):  # re-check: another process may have crafted it
+                stored = self.store.get_crafted(key, discard=True)
+                if stored is None:
+                    value = craft()
+                    self.counters["crafted"] += 1
+                    stored = ({"x": value} if isinstance(value, torch.Tensor)
+                              else {repr(float(k)): v for k, v in value.items()})
+                    self.store.put_crafted(key, stored)
+        value = stored["x"] if set(stored) == {"x"} else {float(k): v for k, v in stored.items()}
         self._crafted[key] = value
         return value
 
@@ -161,12 +210,15 @@ class Runner:
         """Rows of an evaluation unit: from the store when finished before, else computed and stored."""
         key = canonical_hash(spec)
         rows = self.store.get_eval(key)
-        if rows is not None:
-            self.counters["eval_cached"] += 1
-            return rows
-        rows = compute()
-        self.store.put_eval(key, spec, rows)
-        self.counters["evaluated"] += 1
+        if rows is None:
+            with self.store.lock(f"eval-{key}"):  # re-check: another process may have computed it
+                rows = self.store.get_eval(key, discard=True)
+                if rows is None:
+                    rows = compute()
+                    self.store.put_eval(key, spec, rows)
+                    self.counters["evaluated"] += 1
+                    return rows
+        self.counters["eval_cached"] += 1
         return rows
 
 
