@@ -16,9 +16,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from ..reports.common import fmt_eps, line_plot, md_table, pct, write_report
+from ..reports.common import (
+    bar_figure,
+    fmt_eps,
+    line_figure,
+    md_table,
+    pct,
+    save_figure,
+    series_style,
+    write_report,
+)
 
 VERDICT_EPS = 8 / 255
 HIGH_GAP = 0.40
@@ -78,6 +88,64 @@ def verdict_line(df: pd.DataFrame) -> str:
     return line
 
 
+ASR_LABEL = "attack success rate (%)"
+SOURCE_ATTACKS = ("feature-transfer", "pgd-transfer", "fgsm-transfer", "noise")
+
+
+def _model_name(method: str) -> str:
+    return method.split(":", 1)[-1]
+
+
+def target_figure(df: pd.DataFrame) -> plt.Figure | None:
+    """ASR of every attack on the target over ε; grouped bars when a single ε was audited."""
+    rows = df[(df.metric == "asr") & (df.method == "target")]
+    if rows.empty:
+        return None
+    order = [LABELS[a] for a in ORDER if a in set(rows.attack)]
+    styles = {LABELS[a]: series_style(i) for i, a in enumerate(ORDER)}
+    return line_figure(rows.assign(attack=rows.attack.map(LABELS)), x="eps", hue="attack",
+                       title="Target: attack success rate", ylabel=ASR_LABEL, order=order,
+                       styles=styles)
+
+
+def models_figure(df: pd.DataFrame) -> plt.Figure | None:
+    """Target vs the trained references under the attacks crafted on the source.
+
+    Colour and marker name the attack, the line's dash the model; a single ε gives bars grouped
+    by attack, one per model.
+    """
+    asr = df[df.metric == "asr"]
+    refs = [m for m in dict.fromkeys(asr.method) if m.startswith("reference:")]
+    shown = [a for a in SOURCE_ATTACKS if a in set(asr.attack)]
+    sub = asr[asr.attack.isin(shown) & asr.method.isin(["target", *refs])]
+    if not refs or sub.empty:
+        return None
+    models = ["target", *refs]
+    title = "Target vs reference: ASR of source attacks"
+    if sub.eps.nunique() == 1:
+        rank = {a: i for i, a in enumerate(SOURCE_ATTACKS)}
+        bars = sub.sort_values("attack", key=lambda c: c.map(rank), kind="stable")
+        bars = bars.assign(attack=bars.attack.map(LABELS), method=bars.method.map(_model_name))
+        return bar_figure(bars, group="attack", hue="method", title=title, ylabel=ASR_LABEL,
+                          order=[_model_name(m) for m in models],
+                          xlabel=f"attack crafted on the source, ε = {fmt_eps(sub.eps.iloc[0])}")
+    styles, order = {}, []
+    for i, a in enumerate(SOURCE_ATTACKS):
+        if a not in shown:
+            continue
+        for k, m in enumerate(models):
+            name = f"{_model_name(m)} · {LABELS[a]}"
+            j = len(order)  # later series: smaller markers on top, so coinciding ones show
+            st = series_style(i)
+            st.update(linestyle=("-", "--", ":", "-.")[k % 4], markersize=max(9.0 - 0.8 * j, 3.5),
+                      zorder=2 + 0.1 * j, markerfacecolor="none" if k else st["color"])
+            styles[name] = st
+            order.append(name)
+    lines = sub.assign(attack=sub.method.map(_model_name) + " · " + sub.attack.map(LABELS))
+    return line_figure(lines, x="eps", hue="attack", title=title, ylabel=ASR_LABEL, order=order,
+                       styles=styles)
+
+
 def _eps_table(df: pd.DataFrame, metric: str, rows: list[tuple[str, str]], scale: float = 100.0,
                digits: int = 1) -> pd.DataFrame:
     sub = df[df.metric == metric]
@@ -135,10 +203,7 @@ def write_audit_report(df: pd.DataFrame, out_dir: Path, *, source: str, target: 
     target_rows = asr[asr.method == "target"]
     if not target_rows.empty:
         order = [a for a in ORDER if a in set(target_rows.attack)]
-        plot_df = target_rows.assign(attack=target_rows.attack.map(LABELS))
-        line_plot(plot_df, x="eps", hue="attack", title="Target: attack success rate",
-                  ylabel="ASR (%)", path=out_dir / "asr-target.png",
-                  order=[LABELS[a] for a in order])
+        save_figure(target_figure(df), out_dir / "asr-target.png")
         md += ["## Attack success rate on the target (%)", "",
                md_table(_eps_table(df, "asr", [("target", a) for a in order])), "",
                "![ASR on the target](asr-target.png)", ""]
@@ -147,14 +212,11 @@ def write_audit_report(df: pd.DataFrame, out_dir: Path, *, source: str, target: 
                    "the data's (see Setup).", ""]
     refs = [m for m in methods if m.startswith("reference:")]
     if refs:
-        shown = [a for a in ("feature-transfer", "pgd-transfer", "fgsm-transfer", "noise")
-                 if a in set(asr.attack)]
+        shown = [a for a in SOURCE_ATTACKS if a in set(asr.attack)]
         cmp_rows = [(m, a) for a in shown for m in ["target", *refs]]
-        sub = asr[asr.attack.isin(shown) & asr.method.isin(["target", *refs])]
-        sub = sub.assign(attack=sub.method.str.replace("reference:", "", regex=False) + " · "
-                         + sub.attack.map(LABELS))
-        line_plot(sub, x="eps", hue="attack", title="Target vs reference: ASR of source attacks",
-                  ylabel="ASR (%)", path=out_dir / "asr-models.png")
+        fig = models_figure(df)
+        if fig is not None:
+            save_figure(fig, out_dir / "asr-models.png")
         table = _eps_table(df, "asr", cmp_rows)
         table.index = [("target · " + i) if "·" not in i else i for i in table.index]
         md += ["## What a defence would buy: target vs reference (ASR %)", "",

@@ -1,4 +1,4 @@
-"""Report building blocks: mean ± std tables, Markdown, line plots, findings, HTML.
+"""Report building blocks: mean ± std tables, Markdown, figures, findings, HTML.
 
 Everything here reads a tidy results table (pandas DataFrame with the columns of
 :data:`transferguard.experiments.base.RESULT_COLUMNS`) and nothing else.
@@ -14,12 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.legend import Legend  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from .._io import atomic_write, atomic_write_text  # noqa: E402
 
@@ -77,51 +81,196 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def line_plot(df: pd.DataFrame, *, x: str, hue: str, title: str, ylabel: str, path: Path,
-              xlabel: str = "ε (pixel units)", pct: bool = True, xfmt=fmt_eps,
-              hline: float | None = None, order: Sequence[str] | None = None) -> Path:
-    """Mean over seeds with a ±std band, one line per ``hue`` value, x on a categorical axis."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    xs = sorted(df[x].unique())
-    hues = [h for h in (order or sorted(df[hue].unique())) if h in set(df[hue])]
-    scale = 100.0 if pct else 1.0
-    for h in hues:
-        g = df[df[hue] == h].groupby(x)["value"]
-        m, s = g.mean().reindex(xs) * scale, g.std(ddof=1).reindex(xs).fillna(0) * scale
-        pos = range(len(xs))
-        ax.plot(pos, m.values, marker="o", label=str(h))
-        ax.fill_between(pos, (m - s).values, (m + s).values, alpha=0.15)
-    if hline is not None:
-        ax.axhline(hline, color="grey", lw=0.8, ls="--")
-    ax.set_xticks(range(len(xs)), [xfmt(v) for v in xs])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+def fmt_eps255(eps: float) -> str:
+    """ε as a tick on an axis labelled "ε (/255)": 8/255 → '8', 2.5/255 → '2.5'."""
+    k = float(eps) * 255
+    return str(round(k)) if abs(k - round(k)) < 1e-6 else f"{k:.3g}"
 
 
-def bar_plot(df: pd.DataFrame, *, group: str, hue: str, title: str, ylabel: str, path: Path,
-             pct: bool = True, order: Sequence[str] | None = None) -> Path:
-    """Grouped bars of mean ± std over seeds."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+#: x-axis label of every ε axis: ticks are :func:`fmt_eps255` values, i.e. ε in 1/255 pixel units.
+EPS_LABEL = "ε (/255, pixel units)"
+
+#: 18 distinguishable colours (tab10, then Dark2): up to 18 series never share one.
+_COLORS = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p", "d", "8")
+_DASHES = ("-", "--", "-.", ":")
+
+
+def series_style(i: int) -> dict[str, Any]:
+    """Colour, marker, dash and size of the ``i``-th series.
+
+    Markers shrink from one series to the next and later ones are drawn on top, so series that
+    coincide still show as concentric markers of distinct shape and colour rather than hiding
+    each other.
+    """
+    return {"color": _COLORS[i % len(_COLORS)], "marker": _MARKERS[i % len(_MARKERS)],
+            "linestyle": _DASHES[i % len(_DASHES)], "markersize": max(8.0 - 1.2 * i, 3.5),
+            "zorder": 2 + 0.1 * i}
+
+
+def legend_outside(ax: plt.Axes, title: str | None = None) -> Legend | None:
+    """The legend to the right of the axes, clear of the data (``bbox_inches='tight'`` keeps it)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                     borderaxespad=0.0, fontsize=8, frameon=False, title=title,
+                     title_fontsize=8)
+
+
+def _plain(v: float, _pos: Any = None) -> str:
+    """Tick label of a log axis as a plain number (0.01, 1, 10), not 10⁻²."""
+    return "0" if v == 0 else f"{v:g}"
+
+
+def choose_yscale(values: Any) -> tuple[str, dict[str, Any]]:
+    """``('linear' | 'log' | 'symlog', kwargs)`` for values plotted on one axis.
+
+    Log when every value is positive and they span more than a factor 10; symlog (linear only
+    within ±``linthresh``, the smallest non-zero magnitude's decade) when some are ≤ 0 and the
+    non-zero magnitudes span more than a factor 10; linear otherwise.
+    """
+    v = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce").dropna(), dtype=float)
+    v = v[np.isfinite(v)]
+    mag = np.abs(v[v != 0])
+    if mag.size == 0 or mag.max() <= 10 * mag.min():
+        return "linear", {}
+    if (v > 0).all():
+        return "log", {}
+    linthresh = max(10.0 ** math.floor(math.log10(mag.min())), mag.max() * 1e-4)
+    return "symlog", {"linthresh": linthresh, "linscale": 0.5}
+
+
+def apply_scale(ax: plt.Axes, scale: str, kwargs: dict[str, Any], axis: str = "y") -> None:
+    """Set the scale of the ``axis`` ('x' or 'y'); log scales get plainly written ticks."""
+    (ax.set_yscale if axis == "y" else ax.set_xscale)(scale, **kwargs)
+    if scale != "linear":
+        which = ax.yaxis if axis == "y" else ax.xaxis
+        which.set_major_formatter(FuncFormatter(_plain))
+        which.set_minor_formatter(NullFormatter())
+
+
+def _hues(df: pd.DataFrame, hue: str, order: Sequence[str] | None) -> list[tuple[int, Any]]:
+    """(style index, value) of each ``hue`` present, in ``order``: a name keeps its colour across
+    figures even where another series is absent."""
+    present = list(dict.fromkeys(df[hue]))
+    names = list(order) + [h for h in sorted(present, key=str) if h not in set(order)] if order \
+        else sorted(present, key=str)
+    return [(i, h) for i, h in enumerate(names) if h in set(present)]
+
+
+def _value_label(v: float, pct: bool) -> str:
+    return "–" if not math.isfinite(v) else (f"{v:.1f}" if pct else f"{v:.3g}")
+
+
+def bar_figure(df: pd.DataFrame, *, group: str, hue: str, title: str, ylabel: str,
+               pct: bool = True, order: Sequence[str] | None = None,
+               xlabel: str | None = None, styles: dict[str, dict[str, Any]] | None = None
+               ) -> plt.Figure:
+    """Grouped bars of mean ± std over seeds, each labelled with its value.
+
+    A bar of (near) zero height still shows its series: a thick line of its colour at the
+    baseline and its value above it.
+    """
     groups = list(dict.fromkeys(df[group]))
-    hues = [h for h in (order or sorted(df[hue].unique())) if h in set(df[hue])]
+    hues = _hues(df, hue, order)
+    n_bars = len(groups) * len(hues)
+    fig, ax = plt.subplots(figsize=(max(5.2, 1.2 + 0.42 * n_bars), 3.6))
     width = 0.8 / max(len(hues), 1)
     scale = 100.0 if pct else 1.0
-    for j, h in enumerate(hues):
+    means = df.groupby([hue, group])["value"].mean() * scale
+    top = float(np.nanmax(np.abs(means.to_numpy()))) if len(means) else 1.0
+    top = top if top > 0 else 1.0
+    for j, (i, h) in enumerate(hues):
         sub = df[df[hue] == h].groupby(group)["value"]
         m = sub.mean().reindex(groups) * scale
         s = sub.std(ddof=1).reindex(groups).fillna(0) * scale
-        ax.bar([i + j * width for i in range(len(groups))], m.values, width, yerr=s.values,
-               label=str(h), capsize=2)
-    ax.set_xticks([i + width * (len(hues) - 1) / 2 for i in range(len(groups))], groups, fontsize=8)
+        st = (styles or {}).get(str(h)) or series_style(i)
+        xs = np.arange(len(groups)) + (j - (len(hues) - 1) / 2) * width
+        bars = ax.bar(xs, m.values, width, yerr=s.values if (s > 0).any() else None,
+                      label=str(h), color=st["color"], hatch="//" if i >= 10 else None,
+                      capsize=2, error_kw={"elinewidth": 0.8})
+        for x0, v in zip(xs, m.values, strict=True):
+            if math.isfinite(v) and abs(v) < 0.015 * top:
+                ax.hlines(0, x0 - width / 2, x0 + width / 2, colors=[st["color"]], lw=3, zorder=3,
+                          clip_on=False)
+        ax.bar_label(bars, [_value_label(v, pct) for v in m.values], padding=3,
+                     fontsize=7 if n_bars <= 12 else 6, rotation=0 if n_bars <= 8 else 90)
+    crowded = max((len(str(g)) for g in groups), default=0) * len(groups) >= 48
+    ax.set_xticks(range(len(groups)), [str(g) for g in groups], fontsize=8,
+                  rotation=20 if crowded else 0, ha="right" if crowded else "center")
+    ax.margins(y=0.18 if n_bars <= 8 else 0.3)
+    if (means >= 0).all():
+        ax.set_ylim(bottom=0)
+    if pct and top <= 100:
+        # Room for the value labels above a bar near 100 %, but no axis running on to 120 %.
+        ax.set_ylim(top=min(ax.get_ylim()[1], 112.0))
+    ax.axhline(0, color="black", lw=0.6)
+    if xlabel:
+        ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    legend_outside(ax)
+    return fig
+
+
+def line_figure(df: pd.DataFrame, *, x: str, hue: str, title: str, ylabel: str,
+                xlabel: str = EPS_LABEL, pct: bool = True, xfmt=fmt_eps255,
+                hline: float | None = None, order: Sequence[str] | None = None,
+                yscale: str = "linear", styles: dict[str, dict[str, Any]] | None = None
+                ) -> plt.Figure:
+    """Mean over seeds with a ±std band, one line per ``hue`` value, x on a categorical axis.
+
+    ``yscale='auto'``: log/symlog when the means span more than a factor 10
+    (:func:`choose_yscale`). With a single x value there is no line to draw: one bar per series
+    (:func:`bar_figure`), so that no series hides behind another's marker.
+    """
+    xs = sorted(df[x].unique())
+    if len(xs) == 1:
+        at = f"ε = {fmt_eps(xs[0])}" if x == "eps" else f"{xlabel} = {xfmt(xs[0])}"
+        return bar_figure(df.assign(_at=at), group="_at", hue=hue, title=title, ylabel=ylabel,
+                          pct=pct, order=order, styles=styles)
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    hues = _hues(df, hue, order)
+    scale = 100.0 if pct else 1.0
+    pos = np.arange(len(xs))
+    curves = []
+    for i, h in hues:
+        g = df[df[hue] == h].groupby(x)["value"]
+        m, s = g.mean().reindex(xs) * scale, g.std(ddof=1).reindex(xs).fillna(0) * scale
+        curves.append((i, h, m.to_numpy(dtype=float), s.to_numpy(dtype=float)))
+    kind, kw = choose_yscale(np.concatenate([c[2] for c in curves])) if yscale == "auto" \
+        else (yscale, {})
+    floor = None
+    if kind == "log":
+        positive = np.concatenate([c[2][c[2] > 0] for c in curves])
+        floor = float(positive.min()) / 2 if positive.size else None
+    for i, h, m, s in curves:
+        st = dict((styles or {}).get(str(h)) or series_style(i))
+        ax.plot(pos, m, label=str(h), lw=1.6, **st)
+        lo = m - s if floor is None else np.maximum(m - s, floor)
+        ax.fill_between(pos, lo, m + s, alpha=0.12, color=st["color"], lw=0)
+    if hline is not None and not (kind == "log" and hline <= 0):
+        ax.axhline(hline, color="grey", lw=0.8, ls="--")
+    apply_scale(ax, kind, kw)
+    ax.set_xticks(pos, [xfmt(v) for v in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel + (f" ({kind} scale)" if kind != "linear" else ""))
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    legend_outside(ax)
+    return fig
+
+
+def line_plot(df: pd.DataFrame, *, path: Path, **kwargs: Any) -> Path:
+    """:func:`line_figure` saved to ``path``."""
+    return save_figure(line_figure(df, **kwargs), path)
+
+
+def bar_plot(df: pd.DataFrame, *, path: Path, **kwargs: Any) -> Path:
+    """:func:`bar_figure` saved to ``path``."""
+    return save_figure(bar_figure(df, **kwargs), path)
 
 
 @dataclass
@@ -192,6 +341,10 @@ def markdown_to_html(md: str, out_dir: Path, title: str) -> str:
         t = html.escape(t)
         t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
         t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+        # [text](link): a relative link to a report's Markdown opens its HTML twin.
+        t = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)",
+                   lambda m: f'<a href="{re.sub(r"report[.]md$", "report.html", m.group(2))}">'
+                             f"{m.group(1)}</a>", t)
         return t
 
     while i < len(lines):
@@ -232,7 +385,8 @@ def markdown_to_html(md: str, out_dir: Path, title: str) -> str:
         i += 1
     style = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;line-height:1.45}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-             "font-size:90%}img{max-width:48%;margin:4px}code{background:#f4f4f4}")
+             "font-size:90%}img{max-width:100%;height:auto;margin:4px;vertical-align:top}"
+             "code{background:#f4f4f4}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 

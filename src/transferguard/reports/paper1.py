@@ -16,16 +16,19 @@ from .common import (
     bar_plot,
     findings_markdown,
     fmt_eps,
+    legend_outside,
     line_plot,
     md_table,
     pct,
     pivot_mean_std,
     save_figure,
+    series_style,
     slug,
 )
 
 ORDER = ["scratch", "ft", "commoninit"]
 NAMES = {"scratch": "Scratch", "ft": "FT", "commoninit": "CommonInit"}
+GAMMA_LABEL = "γ = (a_black − a_white) / a_white"
 
 
 def _mean(df: pd.DataFrame, **where: Any) -> float:
@@ -53,9 +56,9 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
     clean = df[df.metric == "clean_acc"]
     md += ["## Clean accuracy on Domain B (Figure 3a)", ""]
     md.append(md_table(pivot_mean_std(clean, "task", "method").rename(columns=NAMES), "task"))
-    bar_plot(clean.assign(method=clean.method.astype(str)), group="task", hue="method",
-             title="Clean accuracy (Domain B)", ylabel="accuracy (%)",
-             path=out_dir / "clean_accuracy.png", order=ORDER)
+    bar_plot(clean.assign(method=clean.method.astype(str).map(NAMES)), group="task", hue="method",
+             title="Clean accuracy (Domain B)", ylabel="clean accuracy (%)",
+             path=out_dir / "clean_accuracy.png", order=[NAMES[m] for m in ORDER])
     md += ["", "![clean accuracy](clean_accuracy.png)", ""]
 
     for attack, title, fig in (("fgsm-white", "White-box FGSM on Model B", "Figure 3"),
@@ -83,8 +86,8 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
                                .rename(index=NAMES), "strategy"))
             png = f"gamma_{slug(task)}.png"
             line_plot(g.assign(method=g.method.astype(str).map(NAMES)), x="eps", hue="method",
-                      title=f"γ: {task}", ylabel="γ", pct=False, hline=0.0,
-                      path=out_dir / png, order=[NAMES[m] for m in ORDER])
+                      title=f"γ: {task}", ylabel=GAMMA_LABEL, pct=False, hline=0.0,
+                      yscale="auto", path=out_dir / png, order=[NAMES[m] for m in ORDER])
             md += ["", f"![gamma {task}]({png})", ""]
 
     gn = df[df.metric == "grad_norm"]
@@ -114,7 +117,8 @@ def _ablation_section(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]
               f"white-box adv. accuracy at ε={fmt_eps(eps_max)} (%)", True),
              ("black", df[(df.attack == "fgsm-black") & (df.metric == "adv_acc") & np.isclose(df.eps, eps_max)],
               f"black-box adv. accuracy at ε={fmt_eps(eps_max)} (%)", True),
-             ("gamma", df[(df.metric == "gamma") & np.isclose(df.eps, eps_max)], f"γ at ε={fmt_eps(eps_max)}", False)]
+             ("gamma", df[(df.metric == "gamma") & np.isclose(df.eps, eps_max)],
+              f"γ at ε={fmt_eps(eps_max)}", False)]
     for key, sub, label, is_pct in views:
         if sub.empty:
             continue
@@ -122,7 +126,8 @@ def _ablation_section(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]
                          vary=pd.Categorical(sub["vary"], values, ordered=True))
         png = f"ablation_{key}.png"
         line_plot(sub, x="vary", hue="method", title=f"{label} vs {vary}", ylabel=label, pct=is_pct,
-                  path=out_dir / png, xlabel=vary, xfmt=str, order=[NAMES[m] for m in ORDER])
+                  path=out_dir / png, xlabel=vary, xfmt=str, order=[NAMES[m] for m in ORDER],
+                  yscale="linear" if is_pct else "auto", hline=None if is_pct else 0.0)
         md += [f"![{key} vs {vary}]({png})"]
     md.append("")
     f: list[Finding] = []
@@ -178,18 +183,21 @@ def _ablation_section(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]
 def _grad_norm_section(gn: pd.DataFrame, out_dir: Path) -> str:
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     lines = []
-    for m in ORDER:
+    for i, m in enumerate(ORDER):
         v = gn[gn.method == m]["value"].to_numpy()
         if v.size == 0:
             continue
         xs = np.sort(v)
-        ax.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=NAMES[m])
+        st = series_style(i)
+        ax.plot(xs, 100 * np.arange(1, len(xs) + 1) / len(xs), label=NAMES[m], lw=1.6,
+                color=st["color"], linestyle=st["linestyle"], zorder=st["zorder"])
         lines.append(f"| {NAMES[m]} | {np.median(v):.4f} | {np.percentile(v, 90):.4f} | {v.max():.4f} |")
     ax.set_xscale("log")
-    ax.set_xlabel("‖∇x ℓ(y, f(x))‖₂ (pixel space)")
-    ax.set_ylabel("cumulative fraction")
+    ax.set_xlabel("‖∇x ℓ(y, f(x))‖₂, x in [0, 1] (log scale)")
+    ax.set_ylabel("test images with a smaller norm (%)")
+    ax.set_title("Input-gradient norms (cumulative)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     save_figure(fig, out_dir / "grad_norms_cdf.png")
     head = "| strategy | median | 90th pct | max |\n|---|---|---|---|\n"
     return head + "\n".join(lines) + "\n\n![gradient norm CDF](grad_norms_cdf.png)\n"

@@ -13,13 +13,17 @@ import pandas as pd
 from .common import (
     Finding,
     Report,
+    apply_scale,
     bar_plot,
+    choose_yscale,
     findings_markdown,
     fmt_eps,
+    legend_outside,
     line_plot,
     md_table,
     pct,
     save_figure,
+    series_style,
     slug,
 )
 
@@ -117,22 +121,46 @@ def _figures(df: pd.DataFrame, out_dir: Path, family: str, order: list[str]) -> 
         joined = _asr_vs(df, dist)
         if joined.empty:
             continue
-        fig, ax = plt.subplots(figsize=(5.2, 3.6))
-        for m in [m for m in order if m in joined.index.get_level_values(0)]:
-            sub = joined.loc[m]
-            ax.scatter(sub["d"], sub["asr"] * 100, label=m, s=30)
-        ax.set_xlabel(dist.replace("_", " ") + " to the source")
-        ax.set_ylabel("ASR (%)")
-        ax.set_title(f"{family}: ASR vs {dist.replace('_', ' ')} (Figure 1)", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
         png = f"{slug(family)}_asr_vs_{dist}.png"
-        save_figure(fig, out_dir / png)
+        save_figure(scatter_figure(joined, dist, family, order), out_dir / png)
         rho = _spearman(joined["d"].to_numpy(), joined["asr"].to_numpy())
         md += [f"![ASR vs {dist}]({png})", "",
                f"Spearman correlation of ASR with {dist.replace('_', ' ')}: {rho:.2f} "
                f"({len(joined)} method × domain points)."]
     return md + [""]
+
+
+DISTANCE_LABELS = {"weight_distance": "ℓ2 weight distance to the source, head excluded",
+                   "feature_distance": "mean ℓ2 penultimate-feature distance to the source"}
+
+
+def scatter_figure(joined: pd.DataFrame, dist: str, family: str, order: list[str]) -> plt.Figure:
+    """ASR against a distance, one marker shape and colour per method.
+
+    Hollow markers that shrink from one method to the next: points that coincide stay visible as
+    concentric rings.
+    """
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    present = set(joined.index.get_level_values(0))
+    for i, m in enumerate(order):
+        if m not in present:
+            continue
+        sub = joined.loc[m]
+        st = series_style(i)
+        ax.scatter(sub["d"], sub["asr"] * 100, label=m, s=max(11.0 - 1.0 * i, 6.0) ** 2,
+                   marker=st["marker"], facecolors="none", edgecolors=[st["color"]],
+                   linewidths=1.6, zorder=st["zorder"])
+    # Re-training lands hundreds of times farther than the linear probe: log x when it spans decades.
+    kind, kw = choose_yscale(joined["d"])
+    apply_scale(ax, kind, kw, axis="x")
+    ax.set_xlabel(DISTANCE_LABELS.get(dist, dist.replace("_", " "))
+                  + (f" ({kind} scale)" if kind != "linear" else ""))
+    ax.set_ylabel("ASR (%)")
+    ax.set_title(f"{family}: ASR vs {dist.replace('_', ' ')} (Figure 1)", fontsize=10)
+    ax.margins(0.08)
+    ax.grid(alpha=0.3)
+    legend_outside(ax)
+    return fig
 
 
 def split_sweep(df: pd.DataFrame, eps: float) -> tuple[pd.DataFrame, pd.DataFrame]:
