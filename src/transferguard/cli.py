@@ -99,6 +99,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             df, out = rebuild_report(args.name, run_folder(args.name, args.scale, args.out))
         print(f"report rebuilt from {len(df)} result rows → {out / 'report.md'}")
         return 0
+    from .experiments.registry import get_experiment
+
+    if args.name != "all":
+        get_experiment(args.name)  # an unknown name is one line before torch is imported
     from .utils import resolve_device
 
     resolve_device(args.device)  # a missing GPU is one line now, not after the data loaded
@@ -166,6 +170,8 @@ def _method_options(args: argparse.Namespace) -> dict[str, float]:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
+    eps_list = parse_eps(args.eps)  # cheap checks first: their errors need no torch import
+    out = output_folder(args.out, "runs/attack", args.overwrite)
     import torch
 
     from . import attacks
@@ -175,9 +181,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from .models import load_model
     from .utils import resolve_device
 
-    eps_list = parse_eps(args.eps)
     attack = _attack_entry(args.attack)
-    out = output_folder(args.out, "runs/attack", args.overwrite)
     device = resolve_device(args.device)
     target = load_model(args.target, role="target", require_weights=True, device=device)
     crafter = target
