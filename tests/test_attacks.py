@@ -1,7 +1,12 @@
-"""Attacks: closed forms on linear models, budgets, determinism, and behaviour on a trained CNN.
+"""Attacks: closed forms on linear models, budgets, determinism, and invariants on real CNNs.
 
-The trained model is a small CNN (a real TGModel) fitted for four epochs on scikit-learn's real
-handwritten digits, upscaled to 32×32 and repeated to three channels.
+No verdict here depends on the machine (CPU kernel dispatch, thread count, summation order) or on
+a training outcome. Attack *strength* is checked on linear models whose answer is known in closed
+form, most of them built so that float32 arithmetic is exact (see :func:`_exact_linear`). The
+CNN tests use a fixed-seed, **untrained** TinyCNN or DTN and assert only what holds for any
+weights (budget and box, modes restored, batched == sequential, restarts keep the per-sample
+best); where two computations of the same prediction may legitimately round differently, only
+exact near-ties of the top-2 logits may differ.
 """
 
 from __future__ import annotations
@@ -29,10 +34,8 @@ from transferguard.attacks import (
     uniform_noise,
 )
 from transferguard.errors import ConfigError
-from transferguard.evaluation import accuracy, attack_success_rate
+from transferguard.evaluation import attack_success_rate
 from transferguard.models import DTN, SYMMETRIC, Normalize, TGModel
-
-torch.set_num_threads(1)
 
 
 # --------------------------------------------------------------------------- models and data
@@ -87,28 +90,23 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def trained():
-    """(model, x_test, y_test) — TinyCNN trained 4 epochs on 1,400 real digits."""
+def cnn():
+    """(model, x, y): a fixed-seed, untrained TinyCNN in eval mode and 120 real digits.
+
+    Nothing is trained: every test that uses this fixture asserts a property that holds for any
+    weights. The head's bias is shifted so that each class's mean logit over these images is 0;
+    the predictions then spread over the classes and small budgets already change some of them
+    (an untrained CNN otherwise answers one class everywhere). ``y`` holds the model's own clean
+    predictions, so every image starts correctly classified and "fooled" means "the attack
+    changed the prediction".
+    """
     torch.manual_seed(0)
-    x, y = _digits()
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    tr, te = perm[:1400], perm[1400:1700]
-    model = TinyCNN()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(1)
-    model.train()
-    for _ in range(4):
-        order = tr[torch.randperm(len(tr), generator=g)]
-        for i in range(0, len(order), 64):
-            idx = order[i:i + 64]
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    opt.zero_grad(set_to_none=True)
-    model.eval()
-    acc = accuracy(predict(model, x[te]), y[te])
-    assert acc > 0.85, f"test model trained badly ({acc:.3f})"
-    return model, x[te], y[te]
+    model = TinyCNN().eval()
+    x, _ = _digits()
+    x = x[:120].clone()
+    with torch.no_grad():
+        model.head.bias -= model(x).mean(dim=0)
+    return model, x, predict(model, x)
 
 
 def _linear(classes: int, seed: int = 0, in_shape=(3, 4, 4)) -> nn.Module:
@@ -118,6 +116,44 @@ def _linear(classes: int, seed: int = 0, in_shape=(3, 4, 4)) -> nn.Module:
 
 def _images(n: int = 16, shape=(3, 4, 4), seed: int = 0) -> torch.Tensor:
     return torch.rand((n, *shape), generator=torch.Generator().manual_seed(seed))
+
+
+def _exact_linear(classes: int, seed: int, features: int = 48) -> nn.Sequential:
+    """A linear classifier whose float32 arithmetic is exact on the grid of :func:`_grid_images`.
+
+    Column ``i`` of ``W`` takes only the two values ``±v_i`` (``v_i ∈ {1, 2, 3}/64``) and is
+    never constant across classes, so the (targeted or untargeted) cross-entropy gradient has the
+    sign of ``W``'s rows whatever the softmax probabilities are: FGSM and PGD both end at a known
+    vertex of the ε-ball. Images are multiples of 1/16 in [1/4, 3/4] and budgets multiples of
+    1/64, so every logit, clean or perturbed, is a multiple of 1/8192 computed without rounding in
+    any summation order. The biases centre the logits at x = ½ and add ``c/8192`` with
+    ``c = 0, 1, 2, 3``: a logit difference is then never exactly zero on the grid (no argmax
+    tie), so predictions on the grid are the same on every machine.
+    """
+    assert classes <= 4
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randint(1, 4, (features,), generator=g).double() / 64
+    signs = torch.randint(0, 2, (classes, features), generator=g) * 2 - 1
+    signs[-1, (signs == signs[0]).all(0)] *= -1          # no constant column
+    w = signs.double() * v
+    b = -w.sum(1) / 2 + torch.arange(classes).double() / 8192
+    model = nn.Sequential(nn.Flatten(), nn.Linear(features, classes))
+    with torch.no_grad():
+        model[1].weight.copy_(w)
+        model[1].bias.copy_(b)
+    assert torch.equal(model[1].weight.double(), w) and torch.equal(model[1].bias.double(), b)
+    return model
+
+
+def _grid_images(n: int, seed: int) -> torch.Tensor:
+    """Images on the 1/16 grid in [1/4, 3/4]: x ± ε stays inside [0, 1] for ε ≤ 1/4."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(4, 13, (n, 3, 4, 4), generator=g).float() / 16
+
+
+def _exact_logits(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Float64 logits of an :func:`_exact_linear` model (exactly its float32 logits on the grid)."""
+    return x.flatten(1).double() @ model[1].weight.double().T + model[1].bias.double()
 
 
 def _np_ce_grad(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
@@ -134,6 +170,18 @@ def _np_ce_grad(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> np.nd
 
 def _linf(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max())
+
+
+def _near_tie(logits: torch.Tensor, rel: float = 1e-5) -> torch.Tensor:
+    """Rows whose top-2 logits are so close that another summation order may swap them."""
+    top2 = logits.topk(2, dim=1).values
+    return (top2[:, 0] - top2[:, 1]) <= rel * (1.0 + logits.abs().amax(dim=1))
+
+
+def _assert_same_labels(a: torch.Tensor, b: torch.Tensor, logits: torch.Tensor) -> None:
+    """Two computations of the same predictions agree, except possibly on exact near-ties."""
+    differ = a != b
+    assert not bool((differ & ~_near_tie(logits)).any()), int(differ.sum())
 
 
 # --------------------------------------------------------------------------- closed forms
@@ -181,15 +229,19 @@ def test_fgsm_multiclass_matches_numpy_gradient_sign():
     assert torch.equal(fgsm(model, x, target, eps, targeted=True), (x - eps * sign_t).clamp(0, 1))
 
 
-def test_fgsm_matches_torch_func_on_trained_cnn(trained):
-    model, x, y = trained
-    x, y = x[:64], y[:64]
+def test_fgsm_matches_torch_func_on_cnn(cnn):
+    model, x, _ = cnn
+    x = x[:64]
+    y = torch.arange(64) % 10          # any labels: the identity holds for every (x, y)
     eps = 2 / 255
-    grad = torch.func.grad(lambda v: F.cross_entropy(model(v), y, reduction="sum"))(x)
+    grad = torch.func.grad(lambda v: F.cross_entropy(model(v), y, reduction="sum"))(x).detach()
     expected = (x + eps * grad.sign()).clamp(0, 1)
     x_adv = fgsm(model, x, y, eps)
-    # Same maths through an independent autodiff path; only exact-zero ties may differ.
-    assert float((x_adv != expected).float().mean()) < 1e-4
+    assert x_adv.shape == x.shape
+    # Same maths through an independent autodiff path. Only pixels whose gradient is a near-tie
+    # with zero (where the two paths may round to opposite signs) may differ.
+    tie = grad.abs() <= 1e-5 * float(grad.abs().max())
+    assert not bool(((x_adv != expected) & ~tie).any())
 
 
 # --------------------------------------------------------------------------- budgets
@@ -203,8 +255,8 @@ ALL_ATTACK_OPTIONS = {
 
 @pytest.mark.parametrize("name", sorted(ALL_ATTACK_OPTIONS))
 @pytest.mark.parametrize("eps", [0.0, 3 / 255, 16 / 255])
-def test_every_attack_respects_budget_and_box(trained, name, eps):
-    model, x, y = trained
+def test_every_attack_respects_budget_and_box(cnn, name, eps):
+    model, x, y = cnn
     x, y = x[:48], y[:48]
     options = dict(ALL_ATTACK_OPTIONS[name])
     if name != "fgsm":
@@ -230,8 +282,8 @@ def test_registry_signatures_have_defaults():
 
 
 # --------------------------------------------------------------------------- sweep and strength
-def test_fgsm_sweep_is_bit_identical_to_fgsm(trained):
-    model, x, y = trained
+def test_fgsm_sweep_is_bit_identical_to_fgsm(cnn):
+    model, x, y = cnn
     eps_list = [0.0, 1 / 255, 4 / 255, 16 / 255, 0.3]
     sweep = fgsm_sweep(model, x, y, eps_list)
     assert list(sweep) == eps_list
@@ -239,25 +291,48 @@ def test_fgsm_sweep_is_bit_identical_to_fgsm(trained):
         assert torch.equal(sweep[eps], fgsm(model, x, y, eps))
 
 
-def test_success_rises_with_eps_and_pgd_beats_fgsm(trained):
-    model, x, y = trained
+def test_success_rises_with_eps_and_pgd_beats_fgsm():
+    """Binary linear model: FGSM flips a correctly classified x iff its margin < ε‖w₁ − w₀‖₁.
+
+    On :func:`_exact_linear`'s grid that closed form is exact, so the ASR at every ε is compared
+    with ``==``; PGD reaches the same optimum, so its ASR is at least (here: exactly) FGSM's.
+    """
+    model = _exact_linear(2, seed=0)
+    x = _grid_images(256, seed=1)
+    y = torch.randint(0, 2, (256,), generator=torch.Generator().manual_seed(2))
+    z = _exact_logits(model, x)
+    margin = z.gather(1, y.view(-1, 1)).squeeze(1) - z.gather(1, (1 - y).view(-1, 1)).squeeze(1)
+    w = model[1].weight.detach().double()
+    l1 = float((w[1] - w[0]).abs().sum())
+    correct = margin > 0
     clean = predict(model, x)
-    eps_list = [0.0, 2 / 255, 8 / 255, 24 / 255, 64 / 255]
+    assert torch.equal(clean == y, correct)
+    n_clean = int(correct.sum())
+    assert 0 < n_clean < len(y)                       # some samples are excluded from the ASR
+
+    def closed_form(eps: float) -> float:
+        return int((correct & (margin < eps * l1)).sum()) / n_clean
+
+    eps_list = [0.0, 1 / 64, 2 / 64, 4 / 64, 8 / 64]
     sweep = fgsm_sweep(model, x, y, eps_list)
     asr = [attack_success_rate(clean, predict(model, sweep[e]), y) for e in eps_list]
+    assert asr == [closed_form(e) for e in eps_list], asr
     assert asr[0] == 0.0
     assert all(b >= a for a, b in zip(asr, asr[1:], strict=False)), asr
     assert asr[-1] > asr[1] + 0.3, asr
-    eps = 8 / 255
-    asr_pgd = attack_success_rate(
-        clean, predict(model, pgd(model, x, y, eps, generator=torch.Generator().manual_seed(0))),
-        y)
+    for eps in eps_list[1:]:      # FGSM lands exactly on the vertex x + ε·sign(w_other − w_y)
+        direction = model[1].weight.detach()[1 - y].sign().view_as(x)
+        assert torch.equal(sweep[eps], x + eps * direction)
+    eps = 2 / 64
+    x_pgd = pgd(model, x, y, eps, generator=torch.Generator().manual_seed(0))
+    asr_pgd = attack_success_rate(clean, predict(model, x_pgd), y)
     assert asr_pgd >= asr[2], (asr_pgd, asr[2])
+    assert asr_pgd == closed_form(eps) and torch.equal(x_pgd, sweep[eps])
 
 
-def test_restarts_keep_per_sample_best_and_are_reproducible(trained):
-    model, x, y = trained
-    eps = 3 / 255
+def test_restarts_keep_per_sample_best_and_are_reproducible(cnn):
+    model, x, y = cnn
+    eps = 0.5 / 255   # fools about half of the images: the invariant below is not vacuous
 
     def run(restarts: int, seed: int = 0) -> torch.Tensor:
         return pgd(model, x, y, eps, steps=3, restarts=restarts,
@@ -271,19 +346,35 @@ def test_restarts_keep_per_sample_best_and_are_reproducible(trained):
     assert int(fooled_three.sum()) >= int(fooled_one.sum())
 
 
-def test_targeted_pgd_reaches_targets(trained):
-    model, x, y = trained
-    x, y = x[:64], y[:64]
-    target = (y + 1) % 10
-    x_adv = pgd(model, x, target, 24 / 255, steps=10, targeted=True,
-                generator=torch.Generator().manual_seed(0))
-    hit = float((predict(model, x_adv) == target).float().mean())
-    assert hit > 0.5, hit
+def test_targeted_pgd_reaches_targets():
+    """Four-class linear model: targeted PGD ends at x + ε·sign(w_t), where the target t wins
+    iff z_t − z_j + ε‖w_t − w_j‖₁ > 0 for every j ≠ t (exact on :func:`_exact_linear`'s grid)."""
+    model = _exact_linear(4, seed=3)
+    x = _grid_images(128, seed=4)
+    y = torch.randint(0, 4, (128,), generator=torch.Generator().manual_seed(5))
+    target = (y + 1) % 4
+    w = model[1].weight.detach()
+    z = _exact_logits(model, x)
+    gap = (w.double()[target].unsqueeze(1) - w.double().unsqueeze(0)).abs().sum(2)  # (n, K)
+    lead = z.gather(1, target.view(-1, 1)) - z                                         # (n, K)
+    others = F.one_hot(target, 4) == 0
+
+    def reachable(eps: float) -> torch.Tensor:
+        return ((lead + eps * gap > 0) | ~others).all(dim=1)
+
+    for eps, expect_all in ((2 / 64, False), (8 / 64, True)):
+        x_adv = pgd(model, x, target, eps, steps=10, targeted=True,
+                    generator=torch.Generator().manual_seed(0))
+        assert torch.equal(x_adv, x + eps * w[target].sign().view_as(x))
+        hit = predict(model, x_adv) == target
+        assert torch.equal(hit, reachable(eps))
+        assert bool(hit.all()) == expect_all
+        assert float(hit.float().mean()) > 0.5, float(hit.float().mean())
 
 
 # --------------------------------------------------------------------------- hygiene
-def test_modes_restored_and_no_parameter_grads(trained):
-    model, x, y = trained
+def test_modes_restored_and_no_parameter_grads(cnn):
+    model, x, y = cnn
     x, y = x[:16], y[:16]
     seen: list[bool] = []
     hook = model.neck.register_forward_hook(lambda mod, inp, out: seen.append(mod.training))
@@ -306,8 +397,8 @@ def test_modes_restored_and_no_parameter_grads(trained):
         model.eval()
 
 
-def test_invalid_arguments_raise_config_error(trained):
-    model, x, y = trained
+def test_invalid_arguments_raise_config_error(cnn):
+    model, x, y = cnn
     x, y = x[:4], y[:4]
     with pytest.raises(ConfigError):
         fgsm(model, x, y, -0.1)
@@ -356,29 +447,40 @@ def test_feature_attack_closed_form_on_linear_features():
 
 
 def test_feature_attack_pushes_target_neuron_on_dtn():
+    """A real DTN (fixed seed, untrained) with its ReLUs replaced by identities: its penultimate
+    features are then exactly affine, f(x) = A·x + c, and for m ≫ ‖f‖ the attack must reach
+    (to 1 %; measured: 1e-6) the closed-form maximum of f_k over the ε-ball ∩ [0, 1], attained
+    at the vertex x + ε·sign(a_k) clipped to the box."""
     torch.manual_seed(0)
     model = DTN(num_classes=10).eval()
+    for stage in model.stages:
+        stage[3] = nn.Identity()      # conv → BN → dropout → (ReLU) is now affine
+    model.neck[3] = nn.Identity()     # flatten → linear → BN1d → (ReLU) → dropout
     x, _ = _digits()
     x = x[:8]
-    eps, m = 8 / 255, 1000.0
-    with torch.no_grad():
-        f0 = model.forward_features(x)
-    alive = (f0 > 0).all(dim=0)           # a neuron the ReLU passes on every image
-    k = int(torch.where(alive, f0.mean(0), torch.full_like(f0[0], -1.0)).argmax())
-    assert bool(alive[k])
+    eps, m, k = 8 / 255, 1000.0, 5
+    x_req = x.clone().requires_grad_(True)
+    f0 = model.forward_features(x_req)
+    (a_k,) = torch.autograd.grad(f0[:, k].sum(), x_req)   # row k of A, once per image
+    f0 = f0.detach()
+    best_gain = (a_k * ((x + eps * a_k.sign()).clamp(0, 1) - x)).flatten(1).sum(1)
+    assert bool((best_gain > 0).all())
     x_adv = feature_attack(model, x, eps, steps=10, step_size=2 / 255, neuron=k, m=m,
                            generator=torch.Generator().manual_seed(0))
     assert _linf(x_adv, x) <= eps + 1e-6 and 0 <= float(x_adv.min()) <= float(x_adv.max()) <= 1
     with torch.no_grad():
         f1 = model.forward_features(x_adv)
+    gain = f1[:, k] - f0[:, k]
+    assert bool((gain >= 0.99 * best_gain).all()), (gain / best_gain).tolist()   # toward m
+    assert bool((gain <= best_gain * (1 + 1e-4) + 1e-6).all())      # no feasible point beats it
     target = torch.zeros_like(f0)
     target[:, k] = m
-    assert bool((f1[:, k] > f0[:, k]).all())                           # toward m
-    assert bool(((f1 - target).norm(dim=1) < (f0 - target).norm(dim=1)).all())
+    closer = (f0 - target).norm(dim=1) - (f1 - target).norm(dim=1)
+    assert bool((closer > 0.5 * best_gain).all()), closer.tolist()
 
 
-def test_feature_best_keeps_farthest_candidate_per_image(trained):
-    model, x, _ = trained
+def test_feature_best_keeps_farthest_candidate_per_image(cnn):
+    model, x, _ = cnn
     x = x[:32]
     eps, cands = 6 / 255, [0, 7, 21]
     kw = dict(steps=4, step_size=2 / 255, random_start=False)
@@ -408,14 +510,15 @@ def test_feature_batched_neurons_match_sequential():
     assert torch.allclose(one, many, atol=1e-6)
 
 
-def test_feature_select_with_fools_at_least_as_many(trained):
-    model, x, y = trained
+def test_feature_select_with_fools_at_least_as_many(cnn):
+    model, x, y = cnn
     x, y = x[:32], y[:32]
     cands = [1, 2, 3]
-    kw = dict(steps=4, step_size=3 / 255, random_start=False, batch_neurons=1)
-    fooled = torch.stack([(predict(model, feature_attack(model, x, 12 / 255, neuron=c, **kw)) != y)
+    eps = 2 / 255   # each candidate fools some images, none fools them all
+    kw = dict(steps=4, step_size=0.5 / 255, random_start=False, batch_neurons=1)
+    fooled = torch.stack([(predict(model, feature_attack(model, x, eps, neuron=c, **kw)) != y)
                           for c in cands]).any(dim=0)
-    chosen = feature_attack(model, x, 12 / 255, neuron=cands, select_with=[model], y=y, **kw)
+    chosen = feature_attack(model, x, eps, neuron=cands, select_with=[model], y=y, **kw)
     assert torch.equal(predict(model, chosen) != y, fooled)
 
 
@@ -454,14 +557,17 @@ def test_uniform_noise_bounds_and_reproducibility():
     assert torch.equal(uniform_noise(x, 0.0), x)
 
 
-def test_predict_transfer_and_batched_crafting(trained):
-    model, x, y = trained
+def test_predict_transfer_and_batched_crafting(cnn):
+    model, x, y = cnn
     lin = _linear(10, in_shape=(3, 32, 32))
     with torch.no_grad():
-        direct = model(x).argmax(1)
-    assert torch.equal(predict(model, x, batch_size=7), direct)
+        logits = model(x)
+    direct = logits.argmax(1)
+    # Batches of another size may take another kernel path: only exact near-ties may differ.
+    _assert_same_labels(predict(model, x, batch_size=7), direct, logits)
     preds = transfer_predictions(x, {"cnn": model, "lin": lin}, batch_size=50)
-    assert set(preds) == {"cnn", "lin"} and torch.equal(preds["cnn"], direct)
+    assert set(preds) == {"cnn", "lin"}
+    _assert_same_labels(preds["cnn"], direct, logits)
     assert preds["lin"].dtype == torch.long and len(preds["lin"]) == len(x)
 
     binary = _linear(2, seed=12)

@@ -6,7 +6,6 @@ both are saved with ``save_checkpoint`` and audited through ``transferguard.cli.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from transferguard.auditing.report import exposure
 from transferguard.cli import main
 from transferguard.data import load_domain
 from transferguard.methods import create_method
@@ -68,40 +68,69 @@ def _run(args, capsys) -> tuple[int, str, str]:
 
 
 def test_audit_npz_end_to_end(env, tmp_path, capsys):
+    """Structure and internal consistency only: how well the briefly trained models classify,
+    and how strong each attack is on them, varies with the CPU's kernels and is not asserted."""
     out = tmp_path / "npz"
-    t0 = time.perf_counter()
     code, stdout, err = _run(["--source", f"dtn:{env['source']}", "--target", f"dtn:{env['target']}",
                               "--data", env["npz"], "--out", out, *FAST], capsys)
-    seconds = time.perf_counter() - t0
     assert code == 0, err
     assert "exposure" in stdout and "results.csv" in stdout
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns[:9]) == ["experiment", "task", "method", "arch", "seed", "attack",
                                     "eps", "metric", "value"] and "model" in df.columns
+    n_images, eps_values = 40, [2 / 255, 8 / 255]
+    attacks = ["noise", "fgsm-transfer", "pgd-transfer", "feature-transfer", "fgsm-white",
+               "pgd-white"]
     tgt = df[df.method == "target"]
-    assert set(tgt.attack) == {"none", "noise", "fgsm-transfer", "pgd-transfer",
-                               "feature-transfer", "fgsm-white", "pgd-white"}
-    asr = tgt[tgt.metric == "asr"]
-    assert len(asr) == 6 * 2 and asr.value.between(0, 1).all()
+    assert set(tgt.attack) == {"none", *attacks}
     assert set(tgt[tgt.attack == "none"].metric) >= {
         "clean_acc", "grad_norm_mean", "grad_norm_median", "grad_norm_p90", "weight_distance",
         "feature_distance"}
-    assert len(tgt[tgt.metric == "gamma"]) == 2 * 2
-    assert tgt[(tgt.metric == "clean_acc")].value.iloc[0] > 0.3  # the fine-tuned model learned
-    # white-box PGD at 8/255 beats the noise control of the same budget
-    at8 = asr[np.isclose(asr.eps, 8 / 255)].set_index("attack")["value"]
-    assert at8["pgd-white"] > at8["noise"]
-    # conditional accuracy is 1 − ASR; the weight distance is > 0 after fine-tuning
-    cond = tgt[tgt.metric == "adv_acc_cond"].set_index(["attack", "eps"])["value"]
-    assert np.allclose(cond.sort_index().values,
-                       1 - asr.set_index(["attack", "eps"])["value"].sort_index().values)
-    assert tgt[tgt.metric == "weight_distance"].value.iloc[0] > 0
+    # clean accuracies (source and target) are k/40 fractions
+    for method in ("source", "target"):
+        accs = df[(df.method == method) & (df.metric == "clean_acc")].value
+        assert len(accs) == 1
+        assert 0 <= accs.iloc[0] <= 1
+        # (float32 means: a k/40 fraction to float32 precision)
+        assert accs.iloc[0] * n_images == pytest.approx(round(accs.iloc[0] * n_images), abs=1e-4)
+    acc = float(tgt[tgt.metric == "clean_acc"].value.iloc[0])
+    n_clean = round(acc * n_images)
+    # one ASR, adv_acc and adv_acc_cond per attack and ε, consistent with n_clean
+    per = {m: tgt[tgt.metric == m].set_index(["attack", "eps"])["value"].sort_index()
+           for m in ("asr", "adv_acc", "adv_acc_cond")}
+    for m, values in per.items():
+        assert len(values) == len(attacks) * len(eps_values), m
+        assert sorted({a for a, _ in values.index}) == sorted(attacks)
+        assert np.allclose(sorted({e for _, e in values.index}), eps_values)
+    asr = per["asr"]
+    if n_clean == 0:   # nothing correct: no success rate exists
+        assert asr.isna().all() and per["adv_acc_cond"].isna().all()
+    else:
+        assert asr.between(0, 1).all()
+        fooled = asr.to_numpy() * n_clean
+        assert np.allclose(fooled, np.round(fooled), rtol=0, atol=1e-6)   # a count of n_clean
+        assert np.allclose(per["adv_acc_cond"].to_numpy(), 1 - asr.to_numpy())
+        assert np.allclose(per["adv_acc"].to_numpy(), (n_clean - fooled) / n_images)
+    assert (per["adv_acc"] <= acc + 1e-6).all()   # correct under attack ⊆ correct clean
+    # γ = (a_black − a_white) / a_white from the conditional accuracies, per transfer attack
+    gamma = tgt[tgt.metric == "gamma"].set_index(["attack", "eps"])["value"]
+    assert len(gamma) == 2 * 2
+    cond = per["adv_acc_cond"]
+    for (black, eps), g in gamma.items():
+        white = {"fgsm-transfer": "fgsm-white", "pgd-transfer": "pgd-white"}[black]
+        a_b, a_w = cond[(black, eps)], cond[(white, eps)]
+        assert (np.isnan(g) and (np.isnan(a_w) or a_w == 0)) or g == pytest.approx((a_b - a_w) / a_w)
+    norms = tgt[tgt.metric.str.startswith("grad_norm")].set_index("metric")["value"]
+    assert (norms >= 0).all() and norms["grad_norm_p90"] >= norms["grad_norm_median"]
+    assert tgt[tgt.metric == "weight_distance"].value.iloc[0] > 0   # fine-tuning moved weights
+    assert tgt[tgt.metric == "feature_distance"].value.iloc[0] >= 0
+    # the Markdown verdict (line 3) states the level recomputed from the table, at ε* = 8/255
+    level = exposure(df, "target", 8 / 255)[0]
     md = (out / "report.md").read_text()
-    assert md.splitlines()[2].startswith("**") and " exposure**: " in md.splitlines()[2]
-    assert "ε=8/255" in md.splitlines()[2]
+    verdict = md.splitlines()[2]
+    assert verdict.startswith(f"**{level} exposure**: ") and "ε=8/255" in verdict
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html and (out / "asr-target.png").is_file()
-    print(f"end-to-end audit (40 images, 2 ε): {seconds:.1f} s")
 
 
 def test_audit_folder_grey_rgba_with_retrain_reference(env, tmp_path, capsys):

@@ -29,6 +29,14 @@ def bench():
     return module
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """These tests pin torch to one thread; later modules must get the machine's count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _tiny(bench):
     return bench.Settings(reps=1, warmup=0, fgsm_batch=4, fgsm_k=2, fgsm_targets=1,
                           pgd_batch=2, pgd_steps=2, use_torchattacks=False,

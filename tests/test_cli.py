@@ -65,7 +65,7 @@ def test_train_then_attack_white_box_and_transfer(capsys, tmp_path) -> None:
     meta = json.loads((tmp_path / "b.json").read_text())
     assert meta["method"] == "ft" and meta["parent"].endswith("a.safetensors")
 
-    for extra, name in (([], "fgsm-white-box"), (["--source", a + ".safetensors"], "fgsm-transfer")):
+    for extra, name in (([], "fgsm-white"), (["--source", a + ".safetensors"], "fgsm-transfer")):
         out_dir = tmp_path / name
         code, _, err = run(capsys, "attack", "--target", b + ".safetensors", "--domain", "ucidigits",
                            "--eps", "0,8/255", "--limit", "64", "--out", str(out_dir), "--device", "cpu", *extra)
@@ -77,10 +77,25 @@ def test_train_then_attack_white_box_and_transfer(capsys, tmp_path) -> None:
         assert set(df.attack) == {"none", name}
 
 
-def test_attack_refuses_epsilon_outside_unit_interval(capsys, tmp_path) -> None:
-    code, _, err = run(capsys, "attack", "--target", str(tmp_path / "x.safetensors"), "--domain",
-                       "ucidigits", "--eps", "8")
-    assert code == 2 and "Traceback" not in err
+def test_attack_refuses_epsilon_outside_unit_interval(capsys, tmp_path, monkeypatch) -> None:
+    # A real (untrained, fixed-seed) checkpoint, so the command gets as far as reading ε.
+    import torch
+
+    from transferguard.models import create_model, save_checkpoint
+
+    monkeypatch.setenv("TRANSFERGUARD_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    weights = save_checkpoint(create_model("dtn", 10), tmp_path / "x")
+    # Drop what saving logged: an earlier main() may have left logging bound to a closed
+    # stream, whose "Logging error" report would otherwise land in this test's stderr.
+    capsys.readouterr()
+    for eps in ("8", "0,-1/255"):
+        code, _, err = run(capsys, "attack", "--target", str(weights), "--domain", "ucidigits",
+                           "--eps", eps, "--out", str(tmp_path / "out"), "--device", "cpu")
+        assert code == 2 and "Traceback" not in err
+        assert err.startswith("transferguard: error: ") and err.strip().count("\n") == 0, err
+        assert "outside [0, 1]" in err and "ε" in err, err
+    assert not (tmp_path / "out").exists()
 
 
 # The closing paragraph of reports written before run folders had a run.json.

@@ -141,15 +141,25 @@ def test_paper2_grid_end_to_end(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("backend", ["local", "ray"])
-def test_parallel_backends_give_the_serial_table(tmp_path, backend) -> None:
+def test_parallel_backends_give_the_serial_table(tmp_path, backend, monkeypatch, caplog) -> None:
     if backend == "ray":
         pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'transferguard[ray]')")
+    import logging
+    from types import SimpleNamespace
+
     import torch
+
+    from transferguard.experiments import backends
 
     plan = _tiny_plan1()
     plan["strategies"] = ["scratch", "ft"]
+    # Compare like with like on any machine: each worker gets cpu_count // workers threads, so
+    # make that 2 // 2 = 1 (backends only asks os for cpu_count) and run the serial side with
+    # one thread too. Training is bit-reproducible only at equal thread counts.
+    monkeypatch.setattr(backends, "os", SimpleNamespace(cpu_count=lambda: 2))
+    caplog.set_level(logging.INFO, logger=backends.__name__)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # workers run with one thread each: compare like with like
+    torch.set_num_threads(1)
     try:
         serial = Runner(Store(tmp_path / "serial"), device="cpu", progress=False)
         ref = results_frame(paper1.run_transfer_grid(serial, plan))
@@ -157,6 +167,7 @@ def test_parallel_backends_give_the_serial_table(tmp_path, backend) -> None:
         got = results_frame(paper1.run_transfer_grid(par, plan))
     finally:
         torch.set_num_threads(threads)
+    assert "(2 workers × 1 threads)" in caplog.text
     assert par.counters["trained"] == serial.counters["trained"] == 3  # A, B scratch, B ft
     assert par.counters["loaded"] == 3  # the parallel runner trained nothing itself
     pd.testing.assert_frame_equal(ref.drop(columns=["source", "target"]),

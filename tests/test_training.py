@@ -1,4 +1,9 @@
-"""The training loop: schedule, early stopping on validation, SWA, resume, real learning."""
+"""The training loop: schedule, early stopping on validation, SWA, resume, real learning.
+
+No verdict depends on how well a run happens to train (that varies with the CPU's kernels and
+thread count): learning is asserted on an easy real task with wide slack, and early stopping on
+validation accuracies that the test fixes in advance.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
+import transferguard.attacks
 from transferguard.data.base import Split
 from transferguard.errors import CheckpointError, ConfigError
 from transferguard.methods import create_method
@@ -29,6 +35,13 @@ def digits_split(start: int, n: int) -> Split:
     """Real handwritten digits (sklearn), 8×8 upscaled to 32×32 and repeated to 3 channels."""
     x, y = _digits()
     return Split(x[start:start + n].clone(), y[start:start + n].clone())
+
+
+def zeros_and_ones(start: int, n: int) -> Split:
+    """The real 0s and 1s among the digits (360 images): an easy task a DTN learns in a few steps."""
+    x, y = _digits()
+    idx = torch.where(y <= 1)[0][start:start + n]
+    return Split(x[idx].clone(), y[idx].clone())
 
 
 def dtn(seed: int = 0) -> DTN:
@@ -79,11 +92,15 @@ def test_cosine_schedule_values():
 
 # ------------------------------------------------------------------------ learning
 def test_scratch_learns_digits_and_evaluate():
-    train, val = digits_split(0, 320), digits_split(1500, 150)
+    # Real 0s vs 1s through the 10-way DTN: the untrained model gets none of them right, and
+    # 10 steps reach 0.98 (0.92 after 5) on every kernel path and thread count measured
+    # (default, AVX2, AVX-512; 1 and 2 threads), so asserting 0.5 leaves wide slack. (All ten
+    # digits learn too slowly for that: 0.57-0.58 after 20 steps, against the same 0.5.)
+    train, val = zeros_and_ones(0, 160), zeros_and_ones(200, 160)
     model = create_method("scratch").prepare(dtn(), None, 10)
     before = evaluate(model, val)
-    res = fit(model, create_method("scratch"), train, val, cfg(epochs=1, batch_size=16, lr=0.05, eval_every=10))
-    assert res.iterations_run == 20 and len(res.history) == 2
+    res = fit(model, create_method("scratch"), train, val, cfg(epochs=1, batch_size=16, lr=0.05, eval_every=5))
+    assert res.iterations_run == 10 and len(res.history) == 2
     assert res.final_val_acc == pytest.approx(evaluate(res.model, val))
     assert res.best_val_acc >= 0.5 and res.best_val_acc > before + 0.3
     assert set(res.history[0]) >= {"iteration", "epoch", "train_loss", "val_acc", "lr"}
@@ -93,23 +110,36 @@ def test_scratch_learns_digits_and_evaluate():
 # --------------------------------------------------------------------- early stopping
 def test_early_stopping_restores_best_validation_weights():
     train, val = digits_split(0, 160), digits_split(1600, 100)
+    counts = torch.bincount(val.y, minlength=10)
+    good, bad = int(counts.argmax()), int(counts.argmin())
+    share = (counts.double() / len(val)).tolist()
+    assert share[good] > share[bad]   # 0.12 > 0.07: a property of the data, not of training
     snapshots = {}
 
+    def answer(model, c: int) -> None:
+        """Make the model answer class c for every input (its validation accuracy: share[c])."""
+        with torch.no_grad():
+            model.head.weight.zero_()
+            model.head.bias.copy_(torch.arange(10.0) == c)
+
     def sabotage(t, phase, model):
+        # The hook runs after step t and before its evaluation, so every validation accuracy is
+        # fixed in advance whatever training did: the most frequent class at 5 (best), the least
+        # frequent from 10 on (collapsed). The body keeps training in between.
+        if t == 5:
+            answer(model, good)
+        elif t >= 10:
+            answer(model, bad)
         snapshots[t] = {k: v.clone() for k, v in model.state_dict().items()}
-        if t >= 10:   # from here on the model always answers "0": validation accuracy collapses
-            with torch.no_grad():
-                model.head.weight.zero_()
-                model.head.bias.copy_(torch.arange(10.0) == 0)
 
     model = create_method("scratch").prepare(dtn(), None, 10)
     res = fit(model, create_method("scratch"), train, val,
               cfg(iterations=60, eval_every=5, patience=2), on_step=sabotage)
     accs = [h["val_acc"] for h in res.history]
-    # evaluations at 5 (good), 10 and 15 (collapsed): patience 2 stops at 15
+    # evaluations at 5 (best), 10 and 15 (collapsed): patience 2 stops at 15
     assert res.stopped_early and res.iterations_run == 15 and len(accs) == 3
-    assert accs[1] == accs[2] == pytest.approx(float((val.y == 0).float().mean()))
-    assert res.best_iteration == 5 and res.best_val_acc == accs[0] > accs[1] + 0.1
+    assert accs == pytest.approx([share[good], share[bad], share[bad]])
+    assert res.best_iteration == 5 and res.best_val_acc == accs[0] > accs[1]
     best = snapshots[5]
     assert not torch.equal(snapshots[15]["stages.0.0.weight"], best["stages.0.0.weight"])
     assert all(torch.equal(v, best[k]) for k, v in res.model.state_dict().items())
@@ -185,13 +215,20 @@ def test_distillation_requires_teacher():
         fit(dtn(), create_method("delta-r"), digits_split(0, 32), None, cfg(iterations=1))
 
 
-def test_adversarial_training_mix_doubles_the_batch():
-    attacks = pytest.importorskip("transferguard.attacks")
-    if not hasattr(attacks, "pgd"):
-        pytest.skip("transferguard.attacks.pgd not written yet")
+def test_adversarial_training_mix_doubles_the_batch(monkeypatch):
+    # No skip guard: transferguard.attacks.pgd exists, and the loop must really call it.
+    pgd = transferguard.attacks.pgd
+    crafted = []
+
+    def counting_pgd(model, x, y, eps, **kw):
+        crafted.append((len(x), eps, kw["steps"]))
+        return pgd(model, x, y, eps, **kw)
+
+    monkeypatch.setattr(transferguard.attacks, "pgd", counting_pgd)  # fit imports it lazily
     seen = []
     model = create_method("scratch").prepare(dtn(), None, 10)
     model.stem.register_forward_hook(lambda mod, inp, out: seen.append(len(out)) if mod.training else None)
     res = fit(model, create_method("scratch"), digits_split(0, 32), None,
               cfg(iterations=2, adv_train=AdvTrainConfig(eps=8 / 255, steps=2)))
+    assert crafted == [(16, 8 / 255, 2)] * 2
     assert res.iterations_run == 2 and seen == [32, 32]

@@ -449,6 +449,29 @@ def cli_message(exc: BaseException) -> str:
     return text
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (never a stale stream)."""
+
+    @property
+    def stream(self):  # noqa: ANN201 - a text stream
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
+def _log_to_stderr(level: int) -> None:
+    """One stderr handler on the ``transferguard`` logger, at ``level``; calling again replaces it."""
+    logger = logging.getLogger("transferguard")
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -456,9 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     quiet = bool(getattr(args, "quiet", False))
     level = logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
-    logging.getLogger("transferguard").setLevel(level)
+    _log_to_stderr(level)
     from ._progress import set_enabled
 
     set_enabled(not quiet)

@@ -80,7 +80,10 @@ def verdict_line(df: pd.DataFrame) -> str:
             f"{LABELS[attack]}; noise control: {pct(noise)}).")
     for method in sorted(m for m in df.method.unique() if m.startswith("reference:")):
         r_level, r_best, _, _ = exposure(df, method, e)
-        if not math.isnan(r_best):
+        if math.isnan(r_best):  # said, not silently dropped: nothing to attack on this model
+            line += (f" A `{method.split(':', 1)[1]}` model trained here instead classifies "
+                     "none of the audit images correctly, so its exposure cannot be measured.")
+        else:
             acc = df[(df.method == method) & (df.metric == "clean_acc")]["value"]
             acc_txt = f" (clean accuracy {pct(float(acc.iloc[0]))})" if len(acc) else ""
             line += (f" A `{method.split(':', 1)[1]}` model trained here instead{acc_txt}: "
