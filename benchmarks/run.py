@@ -19,6 +19,9 @@ Benchmarks (``--only NAME``, repeatable):
   Renofeation main stage against a bare loop of identical math (DTN 32×32 batch 128 and
   EfficientNet-Lite0 64×64 batch 32; final weights are checked to be bit-identical), and the
   Renofeation/fine-tune step-cost ratio.
+* ``startup`` — seconds from launching ``transferguard`` to its one-line error on common error
+  paths (an unknown experiment or domain, a bad ε, a finished ``--out``, a missing model file)
+  against a 1 s budget, with ``--help`` for reference.
 * ``demo`` (opt-in, slow: ``--demo`` or ``--only demo``) — wall time and peak RSS of
   ``transferguard reproduce demo`` into a temporary --out and --store, so it really trains.
 
@@ -61,7 +64,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VENDOR = Path(os.environ.get("TG_BENCH_VENDOR", "~/.cache/transferguard-bench")).expanduser()
 TORCHATTACKS_VERSION = "3.5.1"
-GROUPS = ("fgsm_sweep", "pgd", "train", "demo")
+GROUPS = ("fgsm_sweep", "pgd", "train", "startup", "demo")
 
 #: A timed case: untimed setup that returns the callable to time. The callable may return a
 #: dict of named phase durations (seconds) measured inside it.
@@ -515,8 +518,49 @@ def bench_demo(s: Settings) -> list[Row]:
     return rows
 
 
+#: Error paths of the command line (issue: start-up to a one-line error ≤ 1 s).
+STARTUP_CASES = {
+    "unknown experiment": ["reproduce", "nosuch"],
+    "bad ε": ["attack", "--target", "t.safetensors", "--domain", "ucidigits", "--eps", "2"],
+    "finished --out folder": ["attack", "--target", "t.safetensors", "--domain", "ucidigits",
+                              "--out", "{done}"],
+    "unknown domain": ["train", "--domain", "ucidigitz", "--out", "{tmp}/m"],
+    "missing model file": ["attack", "--target", "{tmp}/none.safetensors", "--domain",
+                           "ucidigits", "--out", "{tmp}/a"],
+}
+
+
+def bench_startup(s: Settings) -> list[Row]:
+    """Seconds from launching ``transferguard`` to its one-line error, against a 1 s budget."""
+    exe = Path(sys.executable).with_name("transferguard")
+    base = [str(exe)] if exe.exists() else [sys.executable, "-m", "transferguard"]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tg-bench-startup-") as tmp:
+        done = Path(tmp) / "done"
+        done.mkdir()
+        (done / "results.csv").write_text("finished\n")
+        for name, argv in {"--help (reference)": ["--help"], **STARTUP_CASES}.items():
+            cmd = base + [a.format(tmp=tmp, done=done) for a in argv]
+            times, code, lines = [], 0, 0
+            for _ in range(max(1, s.reps)):
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                times.append(time.perf_counter() - t0)
+                code, lines = proc.returncode, len(proc.stderr.strip().splitlines())
+            wall = median(times)
+            ok = argv == ["--help"] or (code == 2 and lines == 1)
+            row = Row(f"startup: {name} → one line", wall, 1.0, "s", wall / 1.0, "<=",
+                      None if argv == ["--help"] else 1.0, "1 s budget",
+                      f"exit {code}, {lines} stderr line(s)")
+            if not ok:
+                row.passed = False
+            rows.append(row)
+    return rows
+
+
 BENCHMARKS: dict[str, Callable[[Settings], list[Row]]] = {
     "fgsm_sweep": bench_fgsm_sweep, "pgd": bench_pgd, "train": bench_train, "demo": bench_demo,
+    "startup": bench_startup,
 }
 
 

@@ -102,3 +102,13 @@ def test_interleaved_timing_and_paired_ratio(bench):
     row = bench.Row("x", 2.0, 1.0, "s", 2.0, "<=", 1.1, "ref")
     assert row.passed is False and row.status == "FAIL"
     assert bench.Row("x", 1.0, 1.0, "s", 1.2, ">=", 0.95, "ref").status == "PASS"
+
+
+def test_startup_benchmark_times_one_line_errors(bench):
+    """The start-up rows time real error paths: each must end in exit 2 with one stderr line."""
+    rows = bench.bench_startup(_tiny(bench))
+    assert rows[0].benchmark.startswith("startup: --help") and rows[0].target is None
+    assert len(rows) == 1 + len(bench.STARTUP_CASES)
+    for row in rows[1:]:
+        assert row.note == "exit 2, 1 stderr line(s)", row
+        assert row.target == 1.0 and row.unit == "s" and row.ours > 0
