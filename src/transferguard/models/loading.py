@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from .._modelspec import parse_model_spec, split_model_spec
 from ..errors import CheckpointError, ConfigError
 from ._pretrained import translate_state_dict
 from .base import TGModel
@@ -39,12 +40,12 @@ from .checkpoint import (
 )
 from .registry import arch_info, create_model
 
+__all__ = ["PRETRAINED_CLASSES", "LoadedModel", "load_model", "split_model_spec"]
+
 log = logging.getLogger(__name__)
 
 #: Class count assumed for public pre-trained weights (ImageNet heads).
 PRETRAINED_CLASSES = 1000
-#: File endings that mark a model spec as a path rather than an architecture name.
-_WEIGHT_SUFFIXES = (".safetensors", ".json", ".pt", ".pth", ".bin", ".ckpt")
 
 
 @dataclass
@@ -68,28 +69,6 @@ class LoadedModel:
         if isinstance(data, dict) and isinstance(data.get("size"), int):
             return int(data["size"])
         return None
-
-
-def split_model_spec(spec: str) -> tuple[str, str | None]:
-    """``'dtn:runs/a.safetensors'`` → ``('dtn', 'runs/a.safetensors')``; ``timm:`` names keep their prefix."""
-    spec = spec.strip()
-    if not spec:
-        raise ConfigError("empty model spec; use PATH, ARCH or ARCH:WEIGHTS, e.g. dtn:model.pt")
-    prefix, rest = ("timm:", spec[len("timm:"):]) if spec.startswith("timm:") else ("", spec)
-    arch, sep, weights = rest.partition(":")
-    if not arch:
-        raise ConfigError(f"model spec {spec!r} names no architecture")
-    return prefix + arch, (weights if sep and weights else None)
-
-
-def _resolve_file(path: Path) -> Path | None:
-    """The weights file a user path names: itself, ``PATH.safetensors``, or the ``.json``'s pair."""
-    if path.suffix == ".json":
-        path = path.with_suffix("")
-    for candidate in (path, path.with_name(path.name + ".safetensors")):
-        if candidate.is_file() and candidate.suffix != ".json":
-            return candidate
-    return None
 
 
 def _sidecar_of(path: Path) -> Path | None:
@@ -172,13 +151,8 @@ def load_model(spec: str, *, role: str = "model", require_weights: bool = True,
     failure is a :class:`ConfigError` (bad name) or :class:`CheckpointError` (bad or unsafe file).
     """
     text = str(spec)
-    as_path = _resolve_file(Path(text).expanduser())
-    if as_path is not None:
-        arch, weights = None, text
-    else:
-        arch, weights = split_model_spec(text)
-        if weights is None and ("/" in arch or Path(arch).suffix in _WEIGHT_SUFFIXES):
-            raise CheckpointError(f"--{role}: model file not found: {text}")
+    arch, weights, path = parse_model_spec(text, role)  # CheckpointError for a missing file
+    if arch is not None:
         arch_info(arch)  # ConfigError for an unknown architecture
     if weights is None:
         info = arch_info(arch)
@@ -190,9 +164,7 @@ def load_model(spec: str, *, role: str = "model", require_weights: bool = True,
                               f"this machine ({info['pretrained_source']}); pass {arch}:WEIGHTS")
         model = _build(arch, PRETRAINED_CLASSES, pretrained=True)
         return _placed(LoadedModel(model.eval(), text, arch, None), device)
-    path = as_path or _resolve_file(Path(weights).expanduser())
-    if path is None:
-        raise CheckpointError(f"--{role}: weights file not found: {weights}")
+    assert path is not None
     if _sidecar_of(path) is not None and path.suffix in (".safetensors", ""):
         loaded = _from_checkpoint(path, text, role, arch)
     else:
