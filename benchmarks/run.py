@@ -525,6 +525,10 @@ STARTUP_CASES = {
     "finished --out folder": ["attack", "--target", "t.safetensors", "--domain", "ucidigits",
                               "--out", "{done}"],
     "unknown domain": ["train", "--domain", "ucidigitz", "--out", "{tmp}/m"],
+    "unknown architecture": ["train", "--domain", "ucidigits", "--arch", "resnet-18", "--out",
+                             "{tmp}/m"],
+    "unknown method": ["train", "--domain", "ucidigits", "--method", "renofeaton", "--out",
+                       "{tmp}/m"],
     "missing model file": ["attack", "--target", "{tmp}/none.safetensors", "--domain",
                            "ucidigits", "--out", "{tmp}/a"],
 }

@@ -136,3 +136,22 @@ def test_python_dash_m_runs_the_cli():
     bad = subprocess.run([sys.executable, "-m", "transferguard", "reproduce", "nosuch"],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["reproduce", "nosuch"],
+    ["train", "--domain", "ucidigitz", "--out", "m"],
+    ["train", "--domain", "ucidigits", "--arch", "resnet-18", "--out", "m"],
+    ["train", "--domain", "ucidigits", "--method", "renofeaton", "--out", "m"],
+    ["attack", "--target", "none.safetensors", "--domain", "ucidigits"],
+    ["attack", "--target", "none.safetensors", "--domain", "ucidigits", "--eps", "2"],
+])
+def test_common_errors_import_no_torch(argv, tmp_path):
+    """Start-up to a one-line error stays short: these paths never import torch (timed in
+    benchmarks/, not here)."""
+    code = ("import sys\nfrom transferguard.cli import main\n"
+            f"rc = main({argv!r})\n"
+            "print(rc, sorted(m for m in ('torch', 'torchvision', 'pandas') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=tmp_path)
+    assert done.stdout.strip().splitlines()[-1] == "2 []", done.stdout + done.stderr

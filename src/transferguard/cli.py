@@ -130,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                           "choose another --out")
     if args.source:
         parse_model_spec(args.source, "source")  # a missing file is one line before torch loads
-    _check_domain(args.domain)
+    _check_names(domain=args.domain, arch=args.arch, method=args.method)
     from .data import load_domain
     from .methods import create_method
     from .models import create_model, load_model, save_checkpoint
@@ -164,12 +164,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_domain(domain: str) -> None:
-    """Reject an unknown domain name before torch is imported (the domain registry loads
-    without it), so a typo costs a tenth of a second, not the start-up of the library."""
-    from .data.registry import resolve_spec
+def _check_names(*, domain: str | None = None, arch: str | None = None,
+                 method: str | None = None) -> None:
+    """Reject an unknown domain, architecture or method name before torch is imported (the
+    registries list their names without it): a typo costs a tenth of a second."""
+    if domain is not None:
+        from .data.registry import resolve_spec
 
-    resolve_spec(domain)
+        resolve_spec(domain)
+    if arch is not None:
+        from .models.registry import arch_info
+
+        arch_info(arch)
+    if method is not None:
+        from .methods.registry import method_key
+
+        method_key(method)
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, float]:
@@ -187,7 +197,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     parse_model_spec(args.target, "target")
     if args.source:
         parse_model_spec(args.source, "source")
-    _check_domain(args.domain)
+    _check_names(domain=args.domain)
     import torch
 
     from . import attacks

@@ -5,15 +5,29 @@ Names: ``scratch`` (alias ``retrain``), ``ft`` (``finetune``), ``commoninit``, `
 (the DELTA paper's channel attention), ``delta-r``, ``renofeation``. See :mod:`.registry`.
 """
 
-from .base import TransferMethod, copy_weights, reinitialize
-from .basic import CommonInit, FineTune, LinearProbe, Scratch
-from .delta import DeltaR, FeatureDistillation, Renofeation
-from .delta_attention import DeltaAttention, channel_attention
-from .l2sp import L2SP
-from .registry import ALIASES, METHODS, create_method, list_methods
+import importlib
+from typing import Any
 
-__all__ = [
-    "ALIASES", "L2SP", "METHODS", "CommonInit", "DeltaAttention", "DeltaR", "FeatureDistillation",
-    "FineTune", "LinearProbe", "Renofeation", "Scratch", "TransferMethod", "channel_attention",
-    "copy_weights", "create_method", "list_methods", "reinitialize",
-]
+_WHERE = {
+    "TransferMethod": ".base", "copy_weights": ".base", "reinitialize": ".base",
+    "CommonInit": ".basic", "FineTune": ".basic", "LinearProbe": ".basic", "Scratch": ".basic",
+    "DeltaR": ".delta", "FeatureDistillation": ".delta", "Renofeation": ".delta",
+    "DeltaAttention": ".delta_attention", "channel_attention": ".delta_attention",
+    "L2SP": ".l2sp", "ALIASES": ".registry", "METHODS": ".registry",
+    "create_method": ".registry", "list_methods": ".registry", "method_class": ".registry",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    """Names resolve on first use (PEP 562): checking a method name imports no torch."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -1,43 +1,37 @@
-"""Architectures on [0, 1] inputs with named stages and penultimate features, and checkpoint I/O."""
+"""Architectures on [0, 1] inputs with named stages and penultimate features, and checkpoint I/O.
 
-from .base import IMAGENET, SYMMETRIC, Normalize, TGModel
-from .checkpoint import (
-    load_checkpoint,
-    load_weights_file,
-    load_weights_into,
-    read_sidecar,
-    safetensors_metadata,
-    save_checkpoint,
-)
-from .dtn import DTN
-from .efficientnet_lite import EfficientNetLite, lite_weights_available, lite_weights_path
-from .loading import LoadedModel, load_model, split_model_spec
-from .registry import ARCHS, arch_info, create_model, list_archs
-from .torchvision_models import TorchvisionModel
-from .wideresnet import WideResNet
+Names resolve on first use (PEP 562): ``from transferguard.models.registry import arch_info`` —
+what the command line needs to check an architecture name — imports no torch.
+"""
 
-__all__ = [
-    "ARCHS",
-    "DTN",
-    "IMAGENET",
-    "LoadedModel",
-    "SYMMETRIC",
-    "EfficientNetLite",
-    "Normalize",
-    "TGModel",
-    "TorchvisionModel",
-    "WideResNet",
-    "arch_info",
-    "create_model",
-    "lite_weights_available",
-    "lite_weights_path",
-    "list_archs",
-    "load_checkpoint",
-    "load_model",
-    "load_weights_file",
-    "load_weights_into",
-    "read_sidecar",
-    "safetensors_metadata",
-    "save_checkpoint",
-    "split_model_spec",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "IMAGENET": "._norms", "SYMMETRIC": "._norms", "Normalize": ".base", "TGModel": ".base",
+    "load_checkpoint": ".checkpoint", "load_weights_file": ".checkpoint",
+    "load_weights_into": ".checkpoint", "read_sidecar": ".checkpoint",
+    "safetensors_metadata": ".checkpoint", "save_checkpoint": ".checkpoint", "DTN": ".dtn",
+    "EfficientNetLite": ".efficientnet_lite", "lite_weights_available": ".efficientnet_lite",
+    "lite_weights_path": ".efficientnet_lite", "LoadedModel": ".loading",
+    "load_model": ".loading", "split_model_spec": "transferguard._modelspec",
+    "ARCHS": ".registry", "arch_info": ".registry", "create_model": ".registry",
+    "list_archs": ".registry", "TorchvisionModel": ".torchvision_models",
+    "WideResNet": ".wideresnet",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

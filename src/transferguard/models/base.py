@@ -36,9 +36,6 @@ class Normalize(nn.Module):
         return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
 
 
-# The paper-1 convention: inputs rescaled to [-1, 1].
-SYMMETRIC = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 class TGModel(nn.Module):

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .base import SYMMETRIC, Normalize, TGModel
+from ._norms import SYMMETRIC
+from .base import Normalize, TGModel
 
 
 def _conv_block(cin: int, cout: int, p_drop: float) -> nn.Sequential:

@@ -23,14 +23,13 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ._norms import LITE_NORMALIZATION
 from ._pretrained import load_pretrained_file, tensor_key_map
 from .base import Normalize, TGModel
 
 log = logging.getLogger(__name__)
 
 LITE_VARIANTS = (0, 1, 2)
-#: ``(255·x − 127) / 128`` written as a per-channel mean/std on [0, 1] inputs.
-LITE_NORMALIZATION = ((127 / 255,) * 3, (128 / 255,) * 3)
 Pretrained = bool | str | os.PathLike | None
 
 

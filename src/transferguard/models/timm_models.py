@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ._norms import IMAGENET
 from ._pretrained import load_pretrained_file, tensor_key_map
-from .base import IMAGENET, Normalize, TGModel
+from .base import Normalize, TGModel
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import torchvision
 from torch import nn
 
+from ._norms import IMAGENET
 from ._pretrained import find_hub_checkpoint, load_pretrained_file, tensor_key_map
-from .base import IMAGENET, Normalize, TGModel
+from .base import Normalize, TGModel
 
 log = logging.getLogger(__name__)
 

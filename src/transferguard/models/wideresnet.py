@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .base import SYMMETRIC, Normalize, TGModel
+from ._norms import SYMMETRIC
+from .base import Normalize, TGModel
 
 
 class PreActBlock(nn.Module):
