@@ -84,6 +84,7 @@ def test_hints_name_cli_flags_not_api_arguments(capsys):
     assert "run `transferguard datasets --download svhn` to fetch them" in msg
     code, out, _ = run(capsys, "datasets")
     assert code == 0 and "download=True" not in out and "root=" not in out
+    assert "under root" not in out  # the CLI's flag is --data-root (datasets: --root)
 
 
 # ---------------------------------------------------------------------------- progress

@@ -363,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace finished results at --out (refused otherwise)")
 
     d = command("datasets", "list every domain, its size and where its data comes from")
-    d.add_argument("--root", default=None, help="folder holding datasets' own files")
+    d.add_argument("--root", "--data-root", dest="root", default=None,
+                   help="folder holding datasets' own files (as --data-root elsewhere)")
     d.add_argument("--download", default=None, metavar="DOMAIN",
                    help="fetch this domain's files with torchvision into --root (needs internet; "
                         "mnist, usps, svhn, cifar10-9, stl10-9, flowers102)")
@@ -460,6 +461,7 @@ _API_HINTS = (
     ("pass root= and download=True",
      "pass --data-root DIR, or run `transferguard datasets --download {name} --root DIR`"),
     ("pass download=True to", "run `transferguard datasets --download {name}` to"),
+    (" under root", " under the folder you pass as --data-root"),
 )
 
 
