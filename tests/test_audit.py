@@ -159,8 +159,8 @@ def test_python_api_source_with_other_classes(env, tmp_path):
     save_file(create_model("dtn", 7).state_dict(), tmp_path / "src7.safetensors")
     torch.save(env["target_model"].state_dict(), tmp_path / "target.pt")
     df = audit(f"dtn:{tmp_path / 'src7.safetensors'}", f"dtn:{tmp_path / 'target.pt'}",
-               str(env["npz"]), eps=[4 / 255], limit=12, pgd_steps=2, feature_steps=3,
-               candidates=2, device="cpu", progress=False)
+               str(env["npz"]), eps=[4 / 255], verdict_eps=4 / 255, limit=12, pgd_steps=2,
+               feature_steps=3, candidates=2, device="cpu", progress=False)
     assert set(df.attack) == {"none", "noise", "feature-transfer", "fgsm-white", "pgd-white"}
     assert (df.metric == "clean_acc").sum() == 1  # no source accuracy: its labels differ
     assert any("skipped" in n for n in df.attrs["notes"])

@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from torch import nn
 
 from .. import attacks
 from .._io import atomic_write
@@ -44,7 +45,15 @@ from ..evaluation import (
 )
 from ..models import TGModel, arch_info, create_model, load_checkpoint, save_checkpoint
 from ..utils import resolve_device, seed_everything
-from .loading import AuditData, LoadedModel, load_audit_data, load_model, set_normalization
+from .loading import (
+    AuditData,
+    LoadedModel,
+    audit_data_from_arrays,
+    load_audit_data,
+    load_model,
+    set_normalization,
+)
+from .report import VERDICT_EPS
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +223,9 @@ def _attack_rows(res: _Results, audited: Sequence[_Audited], arch: str, attack: 
         adv = attacks.predict(a.model, x_adv_for(a), batch_size=batch_size)
         for metric, value in attack_metrics(a.clean, adv, y).items():
             res.add(a.label, a.spec, arch, attack, eps, metric, value)
+        correct = a.clean == y  # the counts behind the ASR, for its interval (k of n)
+        res.add(a.label, a.spec, arch, attack, eps, "n_correct", int(correct.sum()))
+        res.add(a.label, a.spec, arch, attack, eps, "n_fooled", int((correct & (adv != y)).sum()))
 
 
 def _gamma_rows(res: _Results) -> None:
@@ -228,14 +240,69 @@ def _gamma_rows(res: _Results) -> None:
                         transferability_gamma(float(b[eps]), float(w[eps])))
 
 
-def audit(source: str, target: str, data: str, *, eps: Sequence[float] | str = DEFAULT_EPS,
+def _model_arg(model: str | nn.Module, role: str, device: torch.device) -> LoadedModel:
+    """A model spec loaded with the shared loader, or a model given in memory."""
+    if isinstance(model, str | Path):
+        return load_model(str(model), role=role, require_weights=role == "target", device=device)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{role} must be a model spec (ARCH:WEIGHTS or a path) or an "
+                          f"nn.Module, got {type(model).__name__}")
+    if role == "source" and not isinstance(model, TGModel):
+        raise ConfigError("an in-memory source must be a transferguard model (TGModel, e.g. from "
+                          "transferguard.models.create_model or load_model): the feature-level "
+                          "attacks need its stages")
+    model = model.to(device).eval()
+    if not isinstance(getattr(model, "num_classes", None), int):
+        with torch.no_grad():  # infer the class count of a plain classifier from one forward
+            probe = torch.zeros(1, 3, 32, 32, device=device)
+            try:
+                model.num_classes = int(model(probe).shape[-1])  # type: ignore[assignment]
+            except RuntimeError:
+                raise ConfigError(f"the in-memory {role} model has no num_classes attribute and "
+                                  "does not classify 32×32 images; set model.num_classes") from None
+    arch = str(getattr(model, "arch", type(model).__name__))
+    return LoadedModel(model, f"<in-memory {role}: {type(model).__name__}>", arch, None)
+
+
+def _warnings(tgt: LoadedModel, src: LoadedModel, dat: AuditData) -> list[str]:
+    """What a reader should know before trusting the verdict (also logged as warnings)."""
+    out = []
+    parent = tgt.sidecar.get("parent")
+    if isinstance(parent, str) and parent and src.weights:
+        names = {Path(parent).name, Path(parent).stem}
+        if Path(src.weights).name not in names and Path(src.weights).stem not in names \
+                and parent != src.spec:
+            out.append(f"**Warning**: the target's checkpoint records its parent as `{parent}`, "
+                       f"not the audited source `{src.spec}`; the verdict is about this source.")
+    if src.model.num_classes != dat.num_classes:
+        out.append(f"**Warning**: the source has {src.model.num_classes} classes and the data "
+                   f"{dat.num_classes}: only the label-free (feature-level) attacks run on it.")
+    for w in out:
+        log.warning(w.replace("**", ""))
+    return out
+
+
+def _accuracy_warning(tgt: LoadedModel, measured: float) -> str | None:
+    """A warning when the target scores far below the accuracy its checkpoint recorded."""
+    metrics = tgt.sidecar.get("metrics") if isinstance(tgt.sidecar.get("metrics"), dict) else {}
+    recorded = metrics.get("test_acc", tgt.sidecar.get("best_val_acc"))
+    if isinstance(recorded, int | float) and measured < float(recorded) - 0.2:
+        return (f"**Warning**: the target's clean accuracy here ({100 * measured:.1f} %) is far "
+                f"below the {100 * float(recorded):.1f} % its checkpoint records: check the data, "
+                "its class order, the input size and the normalisation before reading the "
+                "verdict.")
+    return None
+
+
+def audit(source: str | nn.Module, target: str | nn.Module,
+          data: str | Path | tuple[Any, Any], *, eps: Sequence[float] | str = DEFAULT_EPS,
           out: str | Path | None = None, input_size: int | None = None,
           normalization: tuple[Sequence[float], Sequence[float]] | None = None,
           limit: int | None = None, train_reference: str | None = None,
           reference_iterations: int = 1000, pgd_steps: int = 10, feature_steps: int = 40,
           candidates: int = 8, device: str = "auto", progress: bool = True,
           batch_size: int = 128, data_root: str | None = None, seed: int = 0,
-          overwrite: bool = False) -> pd.DataFrame:
+          overwrite: bool = False, verdict_eps: float = VERDICT_EPS) -> pd.DataFrame:
     """Audit ``target`` (``ARCH:WEIGHTS``) against attacks crafted on ``source`` (``ARCH[:WEIGHTS]``).
 
     ``data`` is an image folder, an ``.npz`` or a registered domain (see
@@ -251,11 +318,18 @@ def audit(source: str, target: str, data: str, *, eps: Sequence[float] | str = D
     a folder that already holds a ``results.csv`` is refused unless ``overwrite`` (a reference
     model trained there before with the same settings is then reused).
 
+    ``verdict_eps`` (pixel units, default 8/255) is where the verdict is read; it is audited even
+    when ``eps`` does not list it. In memory: ``source`` and ``target`` may be ``nn.Module``s
+    (transferguard models, e.g. from :func:`transferguard.models.load_model`; the target may be
+    any classifier on [0, 1] images) and ``data`` an ``(images, labels)`` pair of tensors or
+    arrays (N×C×H×W or N×H×W×C, uint8 0..255 or float in [0, 1]).
+
     Returns the results table (columns :data:`AUDIT_COLUMNS`); bad input raises the
     :mod:`transferguard.errors` classes.
     """
     t_start = time.perf_counter()
-    eps_list = _check_eps(eps)
+    verdict_eps = _check_eps([verdict_eps])[0]
+    eps_list = sorted(set(_check_eps(eps)) | {verdict_eps})
     for name, value in (("reference_iterations", reference_iterations), ("pgd_steps", pgd_steps),
                         ("feature_steps", feature_steps), ("candidates", candidates),
                         ("batch_size", batch_size)):
@@ -276,8 +350,8 @@ def audit(source: str, target: str, data: str, *, eps: Sequence[float] | str = D
         except OSError as exc:
             raise ConfigError(f"cannot create the output folder {out_dir}: {exc}") from None
 
-    tgt = load_model(target, role="target", require_weights=True, device=dev)
-    src = load_model(source, role="source", require_weights=False, device=dev)
+    tgt = _model_arg(target, "target", dev)
+    src = _model_arg(source, "source", dev)
     norm: tuple[list[float], list[float]] | None = None
     if normalization is not None:
         try:
@@ -289,8 +363,13 @@ def audit(source: str, target: str, data: str, *, eps: Sequence[float] | str = D
     size, size_why = _input_size(tgt, input_size)
     notes: list[str] = [f"Images resized to {size}×{size} px ({size_why})."]
 
-    dat = load_audit_data(data, size=size, with_train=train_reference is not None,
-                          audit_fraction=AUDIT_FRACTION, seed=seed, root=data_root)
+    if isinstance(data, str | Path):
+        dat = load_audit_data(str(data), size=size, with_train=train_reference is not None,
+                              audit_fraction=AUDIT_FRACTION, seed=seed, root=data_root)
+    else:
+        dat = audit_data_from_arrays(data, size=size, with_train=train_reference is not None,
+                                     audit_fraction=AUDIT_FRACTION, seed=seed)
+        data = f"in-memory arrays ({len(dat.audit) + len(dat.train or [])} images)"
     n_target = tgt.model.num_classes
     if dat.exact_classes and dat.num_classes != n_target:
         preview = ", ".join(dat.classes[:5]) + (", …" if dat.num_classes > 5 else "")
@@ -307,6 +386,7 @@ def audit(source: str, target: str, data: str, *, eps: Sequence[float] | str = D
         log.warning("the target checkpoint's class names %s differ from the data's %s; "
                     "labels are matched by index", side_classes[:5], dat.classes[:5])
 
+    notes += _warnings(tgt, src, dat)
     for lm in (tgt, src):
         _probe(lm, dat.audit, size, dev)
     split = dat.audit
@@ -331,6 +411,7 @@ def audit(source: str, target: str, data: str, *, eps: Sequence[float] | str = D
 
     base = {"experiment": "audit", "task": dat.name, "seed": seed}
     res = _Results(out_dir, base)
+    res.add("target", tgt.spec, tgt.arch, "none", 0.0, "verdict_eps", verdict_eps)
     audited = [_Audited("target", tgt.spec, tgt.model)]
 
     if train_reference is not None:
@@ -358,6 +439,12 @@ def audit(source: str, target: str, data: str, *, eps: Sequence[float] | str = D
     for a in audited:
         a.clean = attacks.predict(a.model, x, batch_size=batch_size)
         res.add(a.label, a.spec, arch, "none", 0.0, "clean_acc", float((a.clean == y).float().mean()))
+        res.add(a.label, a.spec, arch, "none", 0.0, "n_images", len(y))
+        if a.label == "target":
+            warn = _accuracy_warning(tgt, float((a.clean == y).float().mean()))
+            if warn:
+                log.warning(warn.replace("**", ""))
+                notes.append(warn)
         norms = input_gradient_norms(a.model, x, y, batch_size=batch_size)
         for metric, v in (("grad_norm_mean", norms.mean()), ("grad_norm_median", norms.median()),
                           ("grad_norm_p90", torch.quantile(norms.double(), 0.9))):

@@ -30,6 +30,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from .report import verdict_line
 
     eps = parse_eps(args.eps)
+    (verdict_eps,) = parse_eps(args.verdict_eps)
     out = output_folder(args.out, "runs/audit", args.overwrite)
     for role, spec in (("target", args.target), ("source", args.source)):
         parse_model_spec(spec, role)  # a missing file is one line before torch is imported
@@ -37,6 +38,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if (mean is None) != (std is None):
         raise ConfigError("give --mean and --std together")
     df = audit(args.source, args.target, args.data, eps=eps, out=out, overwrite=args.overwrite,
+               verdict_eps=verdict_eps,
                input_size=args.input_size,
                normalization=(mean, std) if mean is not None and std is not None else None,
                limit=args.limit, train_reference=args.train_reference,
@@ -45,7 +47,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
                device=args.device, progress=not args.quiet, batch_size=args.batch_size,
                data_root=args.data_root, seed=args.seed)
     print(verdict_line(df).replace("**", ""))
-    print(f"  {df.attrs['notes'][0]}")  # how many images were audited, and any held out
+    for note in df.attrs["notes"]:  # how many images were audited (and any held out), warnings
+        if note.startswith(("Audit images", "**Warning**")):
+            print(f"  {note.replace('**', '')}")
     clean = df[(df.metric == "clean_acc") & (df.method != "source")]
     for _, row in clean.iterrows():
         print(f"  {row['method']}: clean accuracy {100 * row['value']:.1f}%")
@@ -73,6 +77,9 @@ def add_audit_parser(sub: argparse._SubParsersAction,
                         "registered domain (its test split)")
     p.add_argument("--eps", default="1/255,2/255,4/255,8/255,16/255",
                    help="L∞ budgets in pixel units, e.g. 4/255,8/255")
+    p.add_argument("--verdict-eps", default="8/255",
+                   help="the ε (pixel units) at which the exposure verdict is read; audited even "
+                        "when --eps does not list it")
     p.add_argument("--out", default=None,
                    help="output folder (default: runs/audit, or runs/audit-N if that holds "
                         "results)")

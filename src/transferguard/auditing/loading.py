@@ -13,6 +13,7 @@ import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ from ..data.registry import DOMAINS
 from ..errors import ConfigError, DataError
 from ..models import LoadedModel, Normalize, TGModel, load_model, split_model_spec
 
-__all__ = ["AuditData", "LoadedModel", "load_audit_data", "load_model", "set_normalization",
-           "split_model_spec"]
+__all__ = ["AuditData", "LoadedModel", "audit_data_from_arrays", "load_audit_data",
+           "load_model", "set_normalization", "split_model_spec"]
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,31 @@ def _read_npz(path: Path, size: int) -> tuple[list[str] | None, np.ndarray, np.n
         raise DataError(f"{path}: label {labels.max()} but only {len(classes)} classes listed")
     x = fit_size(_to_uint8_nchw(images, path), size)
     return classes, x, labels.astype(np.int64)
+
+
+def audit_data_from_arrays(data: Any, *, size: int, with_train: bool,
+                           audit_fraction: float = 0.3, seed: int = 0) -> AuditData:
+    """``(images, labels)`` in memory (tensors or arrays; N×C×H×W or N×H×W×C; uint8 0..255 or
+    float in [0, 1]) as audit data, with the same checks and split rules as an ``.npz``."""
+    try:
+        images, labels = data
+    except (TypeError, ValueError):
+        raise ConfigError("data must be a path, a registered domain, or an (images, labels) "
+                          "pair") from None
+    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    where = Path("<in-memory images>")
+    if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3, 4):
+        x = x.transpose(0, 2, 3, 1)  # N×C×H×W → N×H×W×C, the layout the checks read
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(x) or not len(y):
+        raise DataError(f"labels must be a non-empty 1-D integer array with one label per image "
+                        f"({len(x)} images, labels {y.dtype} {y.shape})")
+    if y.min() < 0:
+        raise DataError("labels must be >= 0")
+    arr = fit_size(_to_uint8_nchw(x, where), size)
+    names = [str(i) for i in range(int(y.max()) + 1)]
+    return _from_arrays("in-memory", names, arr, y.astype(np.int64), False, with_train,
+                        audit_fraction, seed, "the in-memory images")
 
 
 def load_audit_data(data: str, *, size: int, with_train: bool, audit_fraction: float = 0.3,

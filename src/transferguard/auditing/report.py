@@ -1,19 +1,28 @@
 """The audit report: a verdict line, ASR curves, tables — readable in a minute.
 
-Verdict (on the target at ε* = 8/255, or the audited ε closest to it): the *exposure gap* is the
-attack success rate of the strongest attack crafted on the public source model (transfer FGSM,
-transfer PGD or the feature attack) minus the success rate of uniform noise of the same ε —
-what an attacker gains by knowing the source, beyond plain corruption.
+Verdict (on the target at the verdict ε, 8/255 unless ``verdict_eps`` says otherwise): the
+*exposure gap* is the attack success rate (ASR) of the strongest attack crafted on the public
+source model (every ``*-transfer`` attack of the run) minus the success rate of uniform noise of
+the same ε — what an attacker gains by knowing the source, beyond plain corruption. Each ASR is
+k/N (N = images the model classifies correctly) with a 95 % Wilson interval; the gap's 95 %
+interval is Newcombe's hybrid score interval for a difference of two proportions (it treats the
+attack and the noise as independent; on the same images it is conservative). The bands apply
+to that interval:
 
-* **HIGH** exposure: gap ≥ 40 percentage points;
-* **MODERATE**: 15 ≤ gap < 40 points;
-* **LOW**: gap < 15 points;
-* **UNDETERMINED**: no image is classified correctly, so no success rate exists.
+* **HIGH** exposure: the whole interval ≥ 40 percentage points;
+* **MODERATE**: the whole interval in [15, 40) points;
+* **LOW**: the whole interval < 15 points;
+* **UNDETERMINED**: the interval spans two bands (too few images to tell), or no image is
+  classified correctly, so no success rate exists.
+
+Picking the strongest of several attacks and then reading its interval favours the attacker
+slightly (a winner's pick); for an audit that errs on the side of caution.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -33,66 +42,198 @@ from ..reports.common import (
 VERDICT_EPS = 8 / 255
 HIGH_GAP = 0.40
 MODERATE_GAP = 0.15
+#: The label-based and feature attacks the audit has always run; any other ``*-transfer``
+#: attack in the table (the transfer suite) counts for the worst case too.
 TRANSFER_ATTACKS = ("fgsm-transfer", "pgd-transfer", "feature-transfer")
+CONFIDENCE = 0.95
 LABELS = {"fgsm-transfer": "FGSM transfer", "pgd-transfer": "PGD transfer",
           "feature-transfer": "feature attack (source)", "noise": "noise control",
           "fgsm-white": "FGSM white-box", "pgd-white": "PGD white-box"}
 ORDER = ["feature-transfer", "pgd-transfer", "fgsm-transfer", "pgd-white", "fgsm-white", "noise"]
 
 
-def verdict_eps(eps_values: list[float]) -> float:
-    """ε* of the verdict: 8/255 when audited, else the audited ε closest to it."""
-    return min(eps_values, key=lambda e: (abs(e - VERDICT_EPS), -e))
+def verdict_eps(eps_values: list[float], wanted: float = VERDICT_EPS) -> float:
+    """ε* of the verdict: ``wanted`` when audited, else the audited ε closest to it."""
+    return min(eps_values, key=lambda e: (abs(e - wanted), -e))
 
 
-def _asr(df: pd.DataFrame, method: str, attack: str, eps: float) -> float:
-    sel = df[(df.method == method) & (df.attack == attack) & (df.metric == "asr")
+def _value(df: pd.DataFrame, method: str, attack: str, eps: float, metric: str) -> float:
+    sel = df[(df.method == method) & (df.attack == attack) & (df.metric == metric)
              & ((df.eps - eps).abs() < 1e-12)]["value"]
     return float(sel.iloc[0]) if len(sel) else math.nan
 
 
+def _asr(df: pd.DataFrame, method: str, attack: str, eps: float) -> float:
+    return _value(df, method, attack, eps, "asr")
+
+
+def transfer_attacks(df: pd.DataFrame) -> list[str]:
+    """Every attack of the table crafted on the source alone (the worst case is taken over them)."""
+    names = [a for a in dict.fromkeys(df.attack) if str(a).endswith("-transfer")]
+    return sorted(names, key=lambda a: (a not in TRANSFER_ATTACKS, a))
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval of the proportion k/n (``(nan, nan)`` when n = 0)."""
+    if n <= 0:
+        return math.nan, math.nan
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """An attack success rate as k of n with its 95 % interval."""
+
+    k: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def value(self) -> float:
+        return self.k / self.n if self.n else math.nan
+
+    def text(self) -> str:
+        return (f"{pct(self.value)} ({self.k}/{self.n}, 95 % CI {pct(self.low)}–{pct(self.high)})"
+                if self.n else "n/a (no correctly classified image)")
+
+
+def rate(df: pd.DataFrame, method: str, attack: str, eps: float) -> Rate | None:
+    """k/n of an attack on ``method``: from the count rows, else from ASR × correct images."""
+    n = _value(df, method, attack, eps, "n_correct")
+    k = _value(df, method, attack, eps, "n_fooled")
+    if math.isnan(n) or math.isnan(k):
+        asr = _asr(df, method, attack, eps)
+        n_img = _value(df, method, "none", 0.0, "n_images")
+        acc = _value(df, method, "none", 0.0, "clean_acc")
+        if math.isnan(asr) or math.isnan(n_img) or math.isnan(acc):
+            return None
+        n = round(acc * n_img)
+        k = round(asr * n)
+    return Rate(int(k), int(n), *wilson(int(k), int(n)))
+
+
+def gap_interval(attack: Rate, noise: Rate) -> tuple[float, float]:
+    """Newcombe's hybrid score 95 % interval of attack − noise from the two Wilson intervals."""
+    p1, p2 = attack.value, noise.value
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - attack.low) ** 2 + (noise.high - p2) ** 2)
+    hi = d + math.sqrt((attack.high - p1) ** 2 + (p2 - noise.low) ** 2)
+    return lo, hi
+
+
+def band(low: float, high: float) -> str:
+    """HIGH / MODERATE / LOW when the whole interval lies in one band, else UNDETERMINED."""
+    def of(v: float) -> str:
+        return "HIGH" if v >= HIGH_GAP else "MODERATE" if v >= MODERATE_GAP else "LOW"
+
+    return of(low) if of(low) == of(high) else "UNDETERMINED"
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """The verdict of one model: band, the strongest source attack, noise, and the gap's CI."""
+
+    level: str
+    attack: str
+    best: Rate | None
+    noise: Rate | None
+    gap_low: float = math.nan
+    gap_high: float = math.nan
+
+    @property
+    def spans(self) -> str:
+        """The two bands an UNDETERMINED interval straddles (empty otherwise)."""
+        if self.level != "UNDETERMINED" or math.isnan(self.gap_low):
+            return ""
+        return " and ".join(sorted({band(self.gap_low, self.gap_low),
+                                    band(self.gap_high, self.gap_high)},
+                                   key=["LOW", "MODERATE", "HIGH"].index))
+
+
+def exposure_of(df: pd.DataFrame, method: str, eps: float) -> Exposure:
+    """The exposure verdict of ``method`` at ``eps`` (see the module doc)."""
+    rates = {a: rate(df, method, a, eps) for a in transfer_attacks(df)}
+    rates = {a: r for a, r in rates.items() if r is not None and r.n > 0}
+    noise = rate(df, method, "noise", eps)
+    if not rates or noise is None or noise.n == 0:
+        return Exposure("UNDETERMINED", "", None, noise)
+    attack = max(rates, key=lambda a: (rates[a].value, -transfer_attacks(df).index(a)))
+    lo, hi = gap_interval(rates[attack], noise)
+    return Exposure(band(lo, hi), attack, rates[attack], noise, lo, hi)
+
+
 def exposure(df: pd.DataFrame, method: str, eps: float) -> tuple[str, float, float, str]:
     """``(level, best transfer ASR, noise ASR, best attack)`` of ``method`` at ``eps``."""
-    scores = {a: _asr(df, method, a, eps) for a in TRANSFER_ATTACKS}
-    scores = {a: v for a, v in scores.items() if not math.isnan(v)}
-    noise = _asr(df, method, "noise", eps)
-    if not scores or math.isnan(noise):
-        return "UNDETERMINED", math.nan, noise, ""
-    best_attack = max(scores, key=lambda a: scores[a])
-    best = scores[best_attack]
-    gap = best - noise
-    level = "HIGH" if gap >= HIGH_GAP else "MODERATE" if gap >= MODERATE_GAP else "LOW"
-    return level, best, noise, best_attack
+    e = exposure_of(df, method, eps)
+    best = e.best.value if e.best is not None else math.nan
+    noise = e.noise.value if e.noise is not None else math.nan
+    return e.level, best, noise, e.attack
 
 
-def verdict_line(df: pd.DataFrame) -> str:
-    """One Markdown line: exposure level of the target, and what each reference would change."""
+def label(attack: str) -> str:
+    """A reader's name for an attack of the table."""
+    if attack in LABELS:
+        return LABELS[attack]
+    base = attack.removesuffix("-transfer").removesuffix("-white")
+    return f"{base} ({'source' if attack.endswith('-transfer') else 'white-box'})"
+
+
+def verdict_line(df: pd.DataFrame, wanted: float | None = None) -> str:
+    """One Markdown line: exposure of the target with counts and intervals, and what each
+    reference would change. ``wanted`` is the verdict ε (default: recorded in the table's
+    ``verdict_eps`` rows, else 8/255)."""
     asr = df[df.metric == "asr"]
     if asr.empty:
         return "**UNDETERMINED exposure**: no attack result was recorded."
-    e = verdict_eps(sorted(asr.eps.unique()))
-    level, best, noise, attack = exposure(df, "target", e)
-    if level == "UNDETERMINED":
+    e = verdict_eps(sorted(asr.eps.unique()), _wanted_eps(df, wanted))
+    ex = exposure_of(df, "target", e)
+    if ex.best is None:
         return (f"**UNDETERMINED exposure**: the target classifies no audited image correctly, "
                 f"so no attack success rate exists at ε={fmt_eps(e)}.")
-    line = (f"**{level} exposure**: attacks crafted on the public source model fool {pct(best)} "
-            f"of the correctly classified images at ε={fmt_eps(e)} (strongest: "
-            f"{LABELS[attack]}; noise control: {pct(noise)}).")
+    gap = (f"gap over noise {100 * (ex.best.value - ex.noise.value):.1f} points, 95 % CI "
+           f"{100 * ex.gap_low:.1f} to {100 * ex.gap_high:.1f}"
+           + (f", which spans {ex.spans}" if ex.spans else ""))
+    line = (f"**{ex.level} exposure**: attacks crafted on the public source model fool "
+            f"{ex.best.text()} of the correctly classified images at ε={fmt_eps(e)} "
+            f"(strongest: {label(ex.attack)}; noise control: {ex.noise.text()}; {gap}).")
     for method in sorted(m for m in df.method.unique() if m.startswith("reference:")):
-        r_level, r_best, _, _ = exposure(df, method, e)
-        if math.isnan(r_best):  # said, not silently dropped: nothing to attack on this model
-            line += (f" A `{method.split(':', 1)[1]}` model trained here instead classifies "
+        r = exposure_of(df, method, e)
+        name = method.split(":", 1)[1]
+        if r.best is None:  # said, not silently dropped: nothing to attack on this model
+            line += (f" A `{name}` model trained here instead classifies "
                      "none of the audit images correctly, so its exposure cannot be measured.")
         else:
             acc = df[(df.method == method) & (df.metric == "clean_acc")]["value"]
             acc_txt = f" (clean accuracy {pct(float(acc.iloc[0]))})" if len(acc) else ""
-            line += (f" A `{method.split(':', 1)[1]}` model trained here instead{acc_txt}: "
-                     f"{pct(r_best)} ({100 * (r_best - best):+.0f} points, {r_level} exposure).")
+            line += (f" A `{name}` model trained here instead{acc_txt}: {r.best.text()} "
+                     f"({100 * (r.best.value - ex.best.value):+.0f} points, {r.level} exposure).")
     return line
+
+
+def _wanted_eps(df: pd.DataFrame, wanted: float | None) -> float:
+    if wanted is not None:
+        return float(wanted)
+    rec = df[df.metric == "verdict_eps"]["value"]
+    return float(rec.iloc[0]) if len(rec) else VERDICT_EPS
 
 
 ASR_LABEL = "attack success rate (%)"
 SOURCE_ATTACKS = ("feature-transfer", "pgd-transfer", "fgsm-transfer", "noise")
+
+
+def attack_order(present) -> list[str]:  # noqa: ANN001 - any iterable of attack names
+    """The attacks present, the classic ones in :data:`ORDER` first, then the suite's by name."""
+    have = set(present)
+    return [a for a in ORDER if a in have] + sorted(have - set(ORDER) - {"none"})
+
+
+def _source_attacks(present) -> list[str]:  # noqa: ANN001
+    """Attacks crafted on the source (and the noise control) among ``present``, in report order."""
+    return [a for a in attack_order(present) if a.endswith("-transfer") or a == "noise"]
 
 
 def _model_name(method: str) -> str:
@@ -104,9 +245,10 @@ def target_figure(df: pd.DataFrame) -> plt.Figure | None:
     rows = df[(df.metric == "asr") & (df.method == "target")]
     if rows.empty:
         return None
-    order = [LABELS[a] for a in ORDER if a in set(rows.attack)]
-    styles = {LABELS[a]: series_style(i) for i, a in enumerate(ORDER)}
-    return line_figure(rows.assign(attack=rows.attack.map(LABELS)), x="eps", hue="attack",
+    attacks_here = attack_order(rows.attack)
+    order = [label(a) for a in attacks_here]
+    styles = {label(a): series_style(i) for i, a in enumerate(attacks_here)}
+    return line_figure(rows.assign(attack=rows.attack.map(label)), x="eps", hue="attack",
                        title="Target: attack success rate", ylabel=ASR_LABEL, order=order,
                        styles=styles)
 
@@ -119,32 +261,30 @@ def models_figure(df: pd.DataFrame) -> plt.Figure | None:
     """
     asr = df[df.metric == "asr"]
     refs = [m for m in dict.fromkeys(asr.method) if m.startswith("reference:")]
-    shown = [a for a in SOURCE_ATTACKS if a in set(asr.attack)]
+    shown = _source_attacks(asr.attack)
     sub = asr[asr.attack.isin(shown) & asr.method.isin(["target", *refs])]
     if not refs or sub.empty:
         return None
     models = ["target", *refs]
     title = "Target vs reference: ASR of source attacks"
     if sub.eps.nunique() == 1:
-        rank = {a: i for i, a in enumerate(SOURCE_ATTACKS)}
+        rank = {a: i for i, a in enumerate(shown)}
         bars = sub.sort_values("attack", key=lambda c: c.map(rank), kind="stable")
-        bars = bars.assign(attack=bars.attack.map(LABELS), method=bars.method.map(_model_name))
+        bars = bars.assign(attack=bars.attack.map(label), method=bars.method.map(_model_name))
         return bar_figure(bars, group="attack", hue="method", title=title, ylabel=ASR_LABEL,
                           order=[_model_name(m) for m in models],
                           xlabel=f"attack crafted on the source, ε = {fmt_eps(sub.eps.iloc[0])}")
     styles, order = {}, []
-    for i, a in enumerate(SOURCE_ATTACKS):
-        if a not in shown:
-            continue
+    for i, a in enumerate(shown):
         for k, m in enumerate(models):
-            name = f"{_model_name(m)} · {LABELS[a]}"
+            name = f"{_model_name(m)} · {label(a)}"
             j = len(order)  # later series: smaller markers on top, so coinciding ones show
             st = series_style(i)
             st.update(linestyle=("-", "--", ":", "-.")[k % 4], markersize=max(9.0 - 0.8 * j, 3.5),
                       zorder=2 + 0.1 * j, markerfacecolor="none" if k else st["color"])
             styles[name] = st
             order.append(name)
-    lines = sub.assign(attack=sub.method.map(_model_name) + " · " + sub.attack.map(LABELS))
+    lines = sub.assign(attack=sub.method.map(_model_name) + " · " + sub.attack.map(label))
     return line_figure(lines, x="eps", hue="attack", title=title, ylabel=ASR_LABEL, order=order,
                        styles=styles)
 
@@ -158,8 +298,8 @@ def _eps_table(df: pd.DataFrame, metric: str, rows: list[tuple[str, str]], scale
         g = sub[(sub.method == method) & (sub.attack == attack)].set_index("eps")["value"]
         if g.empty:
             continue
-        name = LABELS.get(attack, attack) if method == "target" else \
-            f"{method.split(':', 1)[-1]} · {LABELS.get(attack, attack)}"
+        name = label(attack) if method == "target" else \
+            f"{method.split(':', 1)[-1]} · {label(attack)}"
         table[name] = [("–" if e not in g.index or math.isnan(g[e]) else
                         f"{scale * float(g[e]):.{digits}f}") for e in eps_values]
     out = pd.DataFrame.from_dict(table, orient="index", columns=[fmt_eps(e) for e in eps_values])
@@ -189,14 +329,17 @@ def write_audit_report(df: pd.DataFrame, out_dir: Path, *, source: str, target: 
     out_dir = Path(out_dir)
     methods = [m for m in dict.fromkeys(df.method) if m != "source"]
     asr = df[(df.metric == "asr")]
-    e_star = verdict_eps(sorted(asr.eps.unique())) if not asr.empty else VERDICT_EPS
+    e_star = (verdict_eps(sorted(asr.eps.unique()), _wanted_eps(df, None)) if not asr.empty
+              else VERDICT_EPS)
     md = ["# Transfer-attack audit", "", verdict_line(df), "",
           f"Exposure = success rate of the strongest attack crafted on the source minus that of "
-          f"uniform noise, at ε={fmt_eps(e_star)}: **HIGH** ≥ {100 * HIGH_GAP:.0f} percentage "
-          f"points, **MODERATE** {100 * MODERATE_GAP:.0f}–{100 * HIGH_GAP:.0f}, **LOW** < "
-          f"{100 * MODERATE_GAP:.0f}. "
+          f"uniform noise, at ε={fmt_eps(e_star)}, with its 95 % interval: **HIGH** when the "
+          f"whole interval is ≥ {100 * HIGH_GAP:.0f} percentage points, **MODERATE** when it "
+          f"lies in {100 * MODERATE_GAP:.0f}–{100 * HIGH_GAP:.0f}, **LOW** when it is below "
+          f"{100 * MODERATE_GAP:.0f}, **UNDETERMINED** when it spans two bands. "
           "Success rate (ASR) = share of the correctly classified images that the attack "
-          "makes wrong.", "", "## Setup", "",
+          "makes wrong, given as k/N with a 95 % Wilson interval; the gap's interval is "
+          "Newcombe's (conservative for attacks on the same images).", "", "## Setup", "",
           f"- Source (public, attacker's model): `{source}`",
           f"- Target (audited): `{target}`",
           f"- Data: `{data}`"]
@@ -205,7 +348,7 @@ def write_audit_report(df: pd.DataFrame, out_dir: Path, *, source: str, target: 
 
     target_rows = asr[asr.method == "target"]
     if not target_rows.empty:
-        order = [a for a in ORDER if a in set(target_rows.attack)]
+        order = attack_order(target_rows.attack)
         save_figure(target_figure(df), out_dir / "asr-target.png")
         md += ["## Attack success rate on the target (%)", "",
                md_table(_eps_table(df, "asr", [("target", a) for a in order])), "",
@@ -215,7 +358,7 @@ def write_audit_report(df: pd.DataFrame, out_dir: Path, *, source: str, target: 
                    "the data's (see Setup).", ""]
     refs = [m for m in methods if m.startswith("reference:")]
     if refs:
-        shown = [a for a in SOURCE_ATTACKS if a in set(asr.attack)]
+        shown = _source_attacks(asr.attack)
         cmp_rows = [(m, a) for a in shown for m in ["target", *refs]]
         fig = models_figure(df)
         if fig is not None:
