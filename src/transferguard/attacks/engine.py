@@ -23,6 +23,13 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .tricks import (
+    TransferTricks,
+    apply_diversity,
+    draw_diversity,
+    momentum_update,
+    smooth_gradient,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +117,23 @@ def input_gradient(loss_fn: LossFn, x: torch.Tensor) -> tuple[torch.Tensor, torc
     return grad, loss.detach()
 
 
+def _tricked_gradient(loss_fn: LossFn, x_adv: torch.Tensor, tricks: TransferTricks,
+                      velocity: torch.Tensor | None, generator: torch.Generator | None,
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The step direction with DI, then TI, then MI applied (each only when on)."""
+    draw = draw_diversity(x_adv.shape, tricks.diversity, tricks.diversity_scale, generator)
+    if draw is None:
+        grad, _ = input_gradient(loss_fn, x_adv)
+    else:
+        grad, _ = input_gradient(lambda v: loss_fn(apply_diversity(v, draw)), x_adv)
+    if tricks.ti_kernel:
+        grad = smooth_gradient(grad, tricks.ti_kernel)
+    if tricks.momentum > 0:
+        velocity = momentum_update(velocity, grad, tricks.momentum)
+        grad = velocity
+    return grad, velocity
+
+
 @dataclass
 class PerturbResult:
     """Output of :func:`perturb`: the adversarial batch and, with restarts, its final loss/success."""
@@ -122,8 +146,16 @@ class PerturbResult:
 def perturb(loss_fn: LossFn, x: torch.Tensor, threat: LinfThreat, *, steps: int,
             step_size: float, random_start: bool = True, restarts: int = 1,
             generator: torch.Generator | None = None,
-            success_fn: SuccessFn | None = None) -> PerturbResult:
+            success_fn: SuccessFn | None = None, momentum: float = 0.0,
+            diversity: float = 0.0, diversity_scale: float = 0.9,
+            ti_kernel: int = 0) -> PerturbResult:
     """Projected sign-gradient ascent of ``loss_fn`` inside ``threat``, with optional restarts.
+
+    ``momentum``, ``diversity`` (with ``diversity_scale``) and ``ti_kernel`` are the MI, DI and TI
+    transferability options of :mod:`~transferguard.attacks.tricks`; with all three at 0 (the
+    default) the loop is the plain one, bit for bit, and draws no extra random numbers. DI draws
+    come from ``generator`` after the restart's random start; momentum restarts at zero with
+    every restart.
 
     Each restart runs ``steps`` iterations from its own start (drawn from ``generator`` in order,
     so restart 0 is the single-restart run). With ``restarts > 1`` each sample keeps the restart
@@ -137,12 +169,18 @@ def perturb(loss_fn: LossFn, x: torch.Tensor, threat: LinfThreat, *, steps: int,
         raise ConfigError(f"restarts must be >= 1, got {restarts}")
     if not math.isfinite(step_size) or step_size < 0:
         raise ConfigError(f"step_size must be a finite number >= 0, got {step_size}")
+    tricks = TransferTricks(momentum, diversity, diversity_scale, ti_kernel)
+    tricks.check_input(x)
     x = x.detach()
     best: PerturbResult | None = None
     for restart in range(restarts):
         x_adv = threat.random_start(x, generator) if random_start else x.clone()
+        velocity: torch.Tensor | None = None
         for _ in range(steps):
-            grad, _ = input_gradient(loss_fn, x_adv)
+            if tricks.active:
+                grad, velocity = _tricked_gradient(loss_fn, x_adv, tricks, velocity, generator)
+            else:
+                grad, _ = input_gradient(loss_fn, x_adv)
             x_adv = threat.project(threat.step(x_adv, grad, step_size), x)
         if restarts == 1:
             return PerturbResult(x_adv.detach())

@@ -38,10 +38,10 @@ logger = logging.getLogger(__name__)
 
 def _run(feature_fn: FeatureFn, x: torch.Tensor, neurons: torch.Tensor, threat: LinfThreat, *,
          steps: int, step_size: float, m: float, restarts: int, random_start: bool,
-         generator: torch.Generator | None) -> torch.Tensor:
+         generator: torch.Generator | None, **tricks: float) -> torch.Tensor:
     loss = feature_target_loss(feature_fn, neurons, m)
     return perturb(loss, x, threat, steps=steps, step_size=step_size, random_start=random_start,
-                   restarts=restarts, generator=generator).x_adv
+                   restarts=restarts, generator=generator, **tricks).x_adv
 
 
 def _candidate_list(neuron: str | Sequence[int], candidates: int | str | Sequence[int],
@@ -98,13 +98,17 @@ def feature_attack(model: nn.Module, x: torch.Tensor, eps: float, *, steps: int 
                    random_start: bool = True, features: str = "post",
                    generator: torch.Generator | None = None, batch_neurons: int = 4,
                    select_with: Sequence[nn.Module] | None = None,
-                   y: torch.Tensor | None = None) -> torch.Tensor:
+                   y: torch.Tensor | None = None, momentum: float = 0.0,
+                   diversity: float = 0.0, diversity_scale: float = 0.9,
+                   ti_kernel: int = 0) -> torch.Tensor:
     """PGD pushing the source model's penultimate features toward ``m·e_k`` (see module doc).
 
     ``features="pre"`` attacks ``forward_features_preact`` when the model has it (e.g.
     EfficientNet-Lite, whose ReLU6 caps the post-activation features at 6). ``batch_neurons``
     candidates are crafted together in one enlarged batch (speed vs memory). ``y`` is used only
-    by ``select_with``.
+    by ``select_with``. ``momentum``, ``diversity``/``diversity_scale`` and ``ti_kernel`` are the
+    MI/DI/TI options of :mod:`~transferguard.attacks.tricks` (all off by default); with DI on,
+    each candidate chunk draws its own transforms from ``generator``.
     """
     check_images(x)
     threat = LinfThreat(eps)
@@ -113,7 +117,8 @@ def feature_attack(model: nn.Module, x: torch.Tensor, eps: float, *, steps: int 
     feature_fn = feature_extractor(model, features)
     x = x.detach()
     kwargs = dict(steps=steps, step_size=float(step_size), m=float(m), restarts=restarts,
-                  random_start=random_start, generator=generator)
+                  random_start=random_start, generator=generator, momentum=momentum,
+                  diversity=diversity, diversity_scale=diversity_scale, ti_kernel=ti_kernel)
     with eval_mode(model):
         single = _as_index(neuron)
         if single is not None:

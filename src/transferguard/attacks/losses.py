@@ -8,6 +8,7 @@ maximising them moves toward the target.
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable
 
 import torch
@@ -141,3 +142,44 @@ def feature_target_loss(feature_fn: FeatureFn, neuron: torch.Tensor, m: float) -
         return -(feats - target).pow(2).sum(dim=1)
 
     return _loss
+
+
+def check_stage(model: nn.Module, stage: int) -> int:
+    """Validate a stage index of a TGModel (negative counts from the end); return it as ``≥ 0``."""
+    stages = getattr(model, "stages", None)
+    needed = ("normalize", "stem", "neck", "head")
+    if not isinstance(stages, nn.ModuleList) or not all(hasattr(model, a) for a in needed):
+        raise ConfigError(f"{type(model).__name__} has no stages; intermediate-layer attacks need "
+                          "a TGModel (normalize, stem, stages, neck, head)")
+    if isinstance(stage, bool):
+        raise ConfigError(f"stage must be an integer, got {stage!r}")
+    try:
+        index = operator.index(stage)
+    except TypeError:
+        raise ConfigError(f"stage must be an integer, got {stage!r}") from None
+    count = len(stages)
+    if not -count <= index < count:
+        raise ConfigError(f"stage {stage} out of range for a model with {count} stages "
+                          f"(valid: {-count} .. {count - 1})")
+    return index % count
+
+
+def stage_split(model: nn.Module, stage: int) -> tuple[FeatureFn, FeatureFn]:
+    """``(prefix, suffix)``: ``prefix(x)`` is stage ``stage``'s output (after its dropout, as in
+    ``forward_stages``) and ``suffix(h)`` the logits computed from it."""
+    index = check_stage(model, stage)
+    stages = model.stages
+    drops = getattr(model, "drop", None) or [nn.Identity() for _ in stages]
+
+    def prefix(x: torch.Tensor) -> torch.Tensor:
+        h = model.stem(model.normalize(x))
+        for i in range(index + 1):
+            h = drops[i](stages[i](h))
+        return h
+
+    def suffix(h: torch.Tensor) -> torch.Tensor:
+        for i in range(index + 1, len(stages)):
+            h = drops[i](stages[i](h))
+        return model.head(model.neck(h))
+
+    return prefix, suffix
