@@ -61,6 +61,15 @@ def env(tmp_path_factory):
     mp.undo()
 
 
+def _suite_names(shared_labels: bool) -> list[str]:
+    """The registry's transfer-suite attacks an audit runs besides the classic four."""
+    from transferguard.attacks import transfer_suite
+    from transferguard.auditing.api import CLASSIC_ATTACKS
+
+    return [f"{e.name}-transfer" for e in transfer_suite(shared_labels)
+            if e.name not in CLASSIC_ATTACKS]
+
+
 def _run(args, capsys) -> tuple[int, str, str]:
     code = main(["audit", *[str(a) for a in args]])
     cap = capsys.readouterr()
@@ -80,7 +89,7 @@ def test_audit_npz_end_to_end(env, tmp_path, capsys):
                                     "eps", "metric", "value"] and "model" in df.columns
     n_images, eps_values = 40, [2 / 255, 8 / 255]
     attacks = ["noise", "fgsm-transfer", "pgd-transfer", "feature-transfer", "fgsm-white",
-               "pgd-white"]
+               "pgd-white", *_suite_names(shared_labels=True)]
     tgt = df[df.method == "target"]
     assert set(tgt.attack) == {"none", *attacks}
     assert set(tgt[tgt.attack == "none"].metric) >= {
@@ -143,7 +152,7 @@ def test_audit_folder_grey_rgba_with_retrain_reference(env, tmp_path, capsys):
     assert set(df.method) == {"source", "target", "reference:retrain"}
     ref = df[(df.method == "reference:retrain") & (df.metric == "asr")]
     assert set(ref.attack) == {"noise", "fgsm-transfer", "pgd-transfer", "feature-transfer",
-                               "fgsm-white", "pgd-white"}
+                               "fgsm-white", "pgd-white", *_suite_names(shared_labels=True)}
     assert (out / "reference-retrain.safetensors").is_file()
     md = (out / "report.md").read_text()
     assert "retrain" in md.splitlines()[2]  # the verdict names what the reference would change
@@ -161,10 +170,12 @@ def test_python_api_source_with_other_classes(env, tmp_path):
     df = audit(f"dtn:{tmp_path / 'src7.safetensors'}", f"dtn:{tmp_path / 'target.pt'}",
                str(env["npz"]), eps=[4 / 255], verdict_eps=4 / 255, limit=12, pgd_steps=2,
                feature_steps=3, candidates=2, device="cpu", progress=False)
-    assert set(df.attack) == {"none", "noise", "feature-transfer", "fgsm-white", "pgd-white"}
+    assert set(df.attack) == {"none", "noise", "feature-transfer", "fgsm-white", "pgd-white",
+                              *_suite_names(shared_labels=False)}
+    assert "mi-di-ti-fgsm-transfer" not in set(df.attack)   # it needs the source's labels
     assert (df.metric == "clean_acc").sum() == 1  # no source accuracy: its labels differ
     assert any("skipped" in n for n in df.attrs["notes"])
-    assert len(df[(df.metric == "asr")]) == 4
+    assert len(df[(df.metric == "asr")]) == 4 + len(_suite_names(shared_labels=False))
 
 
 # ------------------------------------------------------------------------ bad input

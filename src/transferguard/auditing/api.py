@@ -64,6 +64,8 @@ AUDIT_COLUMNS = ["experiment", "task", "method", "arch", "seed", "attack", "eps"
 #: Attacks whose examples are crafted on the source model only (the black-box threat).
 TRANSFER_ATTACKS = ("fgsm-transfer", "pgd-transfer", "feature-transfer")
 WHITE_OF = {"fgsm-transfer": "fgsm-white", "pgd-transfer": "pgd-white"}
+#: Suite entries the audit runs with its own settings (FGSM sweep, PGD, best-neuron feature).
+CLASSIC_ATTACKS = ("noise", "fgsm", "pgd", "feature")
 #: Share of each class kept for the audit when a folder/.npz must also train a reference model.
 AUDIT_FRACTION = 0.3
 
@@ -465,6 +467,14 @@ def audit(source: str | nn.Module, target: str | nn.Module,
         return attacks.craft_in_batches(fn, x, labels, batch_size, progress, device=dev,
                                         desc=desc)
 
+    # Attacks of the registry's transfer suite beyond the four written out here (noise, FGSM,
+    # PGD, the penultimate-feature attack): label-free ones always, label-based ones when the
+    # source shares the target's labels. Adding an attack to the suite adds it to every audit.
+    suite = [entry for entry in attacks.transfer_suite(label_attacks)
+             if entry.name not in CLASSIC_ATTACKS]
+    if suite:
+        notes.append("Transfer suite beyond FGSM/PGD/feature: "
+                     + ", ".join(f"`{e.name}` ({e.summary})" for e in suite) + ".")
     eps_bar = progress_bar(eps_list, desc="audit ε", disable=not progress, leave=False)
     sweeps: dict[str, dict[float, torch.Tensor]] = {}
     if label_attacks:
@@ -486,6 +496,12 @@ def audit(source: str | nn.Module, target: str | nn.Module,
             src.model, xb, e, steps=feature_steps, neuron="best", candidates=candidates,
             features=feat_mode, generator=g), None, f"feature attack ε={e:.4f}")
         _attack_rows(res, audited, arch, "feature-transfer", e, lambda a, v=adv: v, y, batch_size)
+        for entry in suite:  # the rest of the registry's transfer suite, crafted on the source
+            adv = craft(lambda xb, yb=None, f=entry, e=e, g=gen: f(
+                src.model, xb, yb, eps=e, steps=pgd_steps, generator=g),
+                y if entry.needs_labels else None, f"{entry.name} on source ε={e:.4f}")
+            _attack_rows(res, audited, arch, f"{entry.name}-transfer", e, lambda a, v=adv: v, y,
+                         batch_size)
         # ---------------------------------------------------- white-box references
         _attack_rows(res, audited, arch, "fgsm-white", e,
                      lambda a, e=e: sweeps[f"fgsm-white:{a.label}"][e], y, batch_size)
