@@ -51,7 +51,9 @@ def test_help_lists_registry_names_and_defaults(capsys):
     assert "(default: dtn)" in text and "(default: scratch)" in text and "{names}" not in text
     assert main(["attack", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "one of: fgsm, pgd, feature, noise (default: fgsm)" in text
+    from transferguard.attacks import SUITE
+
+    assert f"one of: {', '.join(SUITE)} (default: fgsm)" in text
 
 
 # ---------------------------------------------------------------------------- did you mean
@@ -156,3 +158,22 @@ def test_common_errors_import_no_torch(argv, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=tmp_path)
     assert done.stdout.strip().splitlines()[-1] == "2 []", done.stdout + done.stderr
+
+
+def _suite_names() -> list[str]:
+    from transferguard.attacks import SUITE
+
+    return list(SUITE)
+
+
+@pytest.mark.parametrize("name", _suite_names())
+def test_attack_command_runs_every_registry_entry(capsys, tmp_path, name):
+    """The registry, not an if/else chain, decides what `attack --attack` can run."""
+    torch.manual_seed(0)
+    save_checkpoint(create_model("dtn", 10), tmp_path / "t")
+    code, _, err = run(capsys, "attack", "--target", tmp_path / "t.safetensors", "--domain",
+                       "ucidigits", "--attack", name, "--eps", "8/255", "--limit", "6",
+                       "--steps", "1", "--out", tmp_path / "o", "--device", "cpu", "--quiet")
+    assert code == 0, err
+    df = pd.read_csv(tmp_path / "o" / "results.csv")
+    assert set(df.attack) == {"none", f"{name}-white"} and set(df.n_images) == {6}

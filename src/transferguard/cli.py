@@ -221,7 +221,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
     gen = torch.Generator().manual_seed(args.seed)
-    options = {k: v for k, v in (("steps", args.steps), ("generator", gen)) if _accepts(attack, k)}
+    options = {k: v for k, v in (("steps", args.steps), ("generator", gen))
+               if _accepts(attack.fn, k)}
     clean = attacks.predict(target.model, x.to(device)).cpu()
     kind = "transfer" if args.source else "white-box"
     name = f"{args.attack}-{'transfer' if args.source else 'white'}"
@@ -247,12 +248,13 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attack_entry(name: str):  # noqa: ANN202 - a registry callable
-    from .attacks import ATTACKS
+def _attack_entry(name: str):  # noqa: ANN202 - an attacks.AttackEntry
+    """The registry's entry for ``name`` (the whole transfer suite, noise control included)."""
+    from .attacks import SUITE
 
-    if name not in ATTACKS:
-        raise ConfigError(unknown_name("attack", name, ATTACKS))
-    return ATTACKS[name]
+    if name not in SUITE:
+        raise ConfigError(unknown_name("attack", name, SUITE))
+    return SUITE[name]
 
 
 def _accepts(fn: object, option: str) -> bool:
@@ -328,9 +330,9 @@ def _names(kind: str):  # noqa: ANN202 - returns a zero-argument callable
         return list_archs()
 
     def attacks() -> list[str]:
-        from .attacks import ATTACKS
+        from .attacks import SUITE
 
-        return list(ATTACKS)
+        return list(SUITE)
 
     return {"domain": domains, "method": methods, "arch": archs, "attack": attacks}[kind]
 
@@ -438,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     _named(a, "--attack", "attack", "attack", default="fgsm")
     a.add_argument("--eps", default="1/255,2/255,4/255,8/255,16/255,32/255",
                    help="L∞ budgets in pixel units (images in [0, 1]), comma-separated")
-    a.add_argument("--steps", type=int, default=10, help="iterations of pgd and feature")
+    a.add_argument("--steps", type=int, default=10, help="iterations of the iterative attacks")
     a.add_argument("--batch-size", type=int, default=256, help="images per crafting batch")
     a.add_argument("--limit", type=int, default=None,
                    help="attack only the first N test images (default: all)")
