@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .engine import LinfThreat, LossFn, check_images, eval_mode, perturb, uniform_like
-from .losses import FeatureFn, check_labels, stage_split
+from .engine import LossFn, eval_mode, perturb, uniform_like
+from .layer import stage_setup
+from .losses import FeatureFn, check_labels
 
 
 def aggregate_gradient(prefix: FeatureFn, suffix: FeatureFn, x: torch.Tensor, y: torch.Tensor,
@@ -64,16 +65,11 @@ def fia_attack(model: nn.Module, x: torch.Tensor, eps: float, y: torch.Tensor | 
     defaults to ``2.5·ε/steps``. ``momentum``, ``diversity``/``diversity_scale`` and ``ti_kernel``
     are the MI/DI/TI options of :mod:`~transferguard.attacks.tricks`.
     """
-    check_images(x)
-    threat = LinfThreat(eps)
     if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
         raise ConfigError(f"ensemble must be an integer >= 1, got {ensemble!r}")
     if not 0.0 <= float(drop) < 1.0:
         raise ConfigError(f"drop is a probability in [0, 1), got {drop!r}")
-    if step_size is None:
-        step_size = 2.5 * threat.eps / max(steps, 1)
-    prefix, suffix = stage_split(model, stage)
-    x = x.detach()
+    threat, step_size, prefix, suffix, x = stage_setup(model, x, eps, stage, steps, step_size)
     with eval_mode(model):
         if y is None:
             with torch.no_grad():

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .engine import LinfThreat, LossFn, check_images, eval_mode, perturb
-from .layer import layer_attack
-from .losses import FeatureFn, check_labels, stage_split
+from .engine import LossFn, eval_mode, perturb
+from .layer import layer_attack, stage_setup
+from .losses import FeatureFn, check_labels
 from .pgd import pgd
 
 
@@ -48,12 +48,7 @@ def ila_attack(model: nn.Module, x: torch.Tensor, eps: float, y: torch.Tensor | 
     ``diversity``/``diversity_scale`` and ``ti_kernel`` are the MI/DI/TI options of
     :mod:`~transferguard.attacks.tricks`.
     """
-    check_images(x)
-    threat = LinfThreat(eps)
-    if step_size is None:
-        step_size = 2.5 * threat.eps / max(steps, 1)
-    prefix, _ = stage_split(model, stage)
-    x = x.detach()
+    threat, step_size, prefix, _, x = stage_setup(model, x, eps, stage, steps, step_size)
     if isinstance(reference, torch.Tensor):
         if reference.shape != x.shape:
             raise ConfigError(f"reference batch has shape {tuple(reference.shape)}, "

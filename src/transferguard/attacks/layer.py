@@ -26,6 +26,18 @@ def layer_loss(prefix: FeatureFn, x: torch.Tensor) -> LossFn:
     return _loss
 
 
+def stage_setup(model: nn.Module, x: torch.Tensor, eps: float, stage: int, steps: int,
+                step_size: float | None) -> tuple[LinfThreat, float, FeatureFn, FeatureFn,
+                                                  torch.Tensor]:
+    """What every stage-level attack starts from: the checked threat, the step size (default
+    ``2.5·ε/steps``, as PGD's), the stage's ``(prefix, suffix)`` split and the detached images."""
+    check_images(x)
+    threat = LinfThreat(eps)
+    step = 2.5 * threat.eps / max(steps, 1) if step_size is None else float(step_size)
+    prefix, suffix = stage_split(model, stage)
+    return threat, step, prefix, suffix, x.detach()
+
+
 def layer_attack(model: nn.Module, x: torch.Tensor, eps: float, *, stage: int = -1,
                  steps: int = 10, step_size: float | None = None, random_start: bool = True,
                  restarts: int = 1, generator: torch.Generator | None = None,
@@ -37,12 +49,7 @@ def layer_attack(model: nn.Module, x: torch.Tensor, eps: float, *, stage: int = 
     with the largest distortion. ``momentum``, ``diversity``/``diversity_scale`` and ``ti_kernel``
     are the MI/DI/TI options of :mod:`~transferguard.attacks.tricks`.
     """
-    check_images(x)
-    threat = LinfThreat(eps)
-    if step_size is None:
-        step_size = 2.5 * threat.eps / max(steps, 1)
-    prefix, _ = stage_split(model, stage)
-    x = x.detach()
+    threat, step_size, prefix, _, x = stage_setup(model, x, eps, stage, steps, step_size)
     with eval_mode(model):
         loss = layer_loss(prefix, x)
         result = perturb(loss, x, threat, steps=steps, step_size=float(step_size),

@@ -305,7 +305,7 @@ def audit(source: str | nn.Module, target: str | nn.Module,
           candidates: int = 8, device: str = "auto", progress: bool = True,
           batch_size: int = 128, data_root: str | None = None, seed: int = 0,
           overwrite: bool = False, verdict_eps: float = VERDICT_EPS) -> pd.DataFrame:
-    """Audit ``target`` (``ARCH:WEIGHTS``) against attacks crafted on ``source`` (``ARCH[:WEIGHTS]``).
+    """Audit ``target`` against attacks crafted on ``source`` (model specs or ``nn.Module``s).
 
     ``data`` is an image folder, an ``.npz`` or a registered domain (see
     :mod:`transferguard.auditing.loading`). ``eps`` are L∞ budgets in pixel units (a list, or a

@@ -66,12 +66,12 @@ def add_audit_parser(sub: argparse._SubParsersAction,
         description="Attack the TARGET with examples crafted on the public SOURCE model (transfer "
                     "FGSM/PGD, penultimate-feature attack), white-box and with a noise control; "
                     "write results.csv, report.md and report.html to --out.")
-    p.add_argument("--source", required=True, metavar="ARCH[:WEIGHTS]",
+    p.add_argument("--source", required=True, metavar="PATH|ARCH[:WEIGHTS]",
                    help="public model the attacker holds; ARCH alone = its public pre-trained "
                         "weights when present offline")
-    p.add_argument("--target", required=True, metavar="ARCH:WEIGHTS",
-                   help="your fine-tuned model (.safetensors, transferguard checkpoint, or a "
-                        "PyTorch state dict)")
+    p.add_argument("--target", required=True, metavar="PATH|ARCH:WEIGHTS",
+                   help="your fine-tuned model: a transferguard checkpoint (PATH), or "
+                        "ARCH:WEIGHTS for a plain .safetensors or PyTorch state dict")
     p.add_argument("--data", required=True,
                    help="image folder (one subfolder per class), .npz (images, labels) or a "
                         "registered domain (its test split)")

@@ -5,8 +5,7 @@ Names: ``scratch`` (alias ``retrain``), ``ft`` (``finetune``), ``commoninit``, `
 (the DELTA paper's channel attention), ``delta-r``, ``renofeation``. See :mod:`.registry`.
 """
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 _WHERE = {
     "TransferMethod": ".base", "copy_weights": ".base", "reinitialize": ".base",
@@ -20,14 +19,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    """Names resolve on first use (PEP 562): checking a method name imports no torch."""
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -127,9 +127,9 @@ def _from_state_dict(path: Path, spec: str, role: str, arch: str | None) -> Load
         arch = recorded
     elif recorded and recorded != arch and not arch.startswith("timm:"):
         raise CheckpointError(f"--{role}: {path} holds a {recorded!r} model, not {arch!r}")
-    else:
-        config = config if recorded == arch else {}
-    arch_info(arch)  # ConfigError for an unknown architecture
+    if recorded != arch:
+        config = {}  # the header's config describes its own architecture only
+    arch_info(arch)  # ConfigError for an unknown architecture (one named in the header)
     state = load_weights_file(path)  # safe: safetensors or weights_only=True; NaN/inf refused
     config.pop("num_classes", None)
     probe = _build(arch, 10, **config)
@@ -152,10 +152,9 @@ def load_model(spec: str, *, role: str = "model", require_weights: bool = True,
     """
     text = str(spec)
     arch, weights, path = parse_model_spec(text, role)  # CheckpointError for a missing file
-    if arch is not None:
-        arch_info(arch)  # ConfigError for an unknown architecture
+    info = arch_info(arch) if arch is not None else None  # ConfigError for an unknown name
     if weights is None:
-        info = arch_info(arch)
+        assert arch is not None and info is not None
         if require_weights:
             raise ConfigError(f"--{role} {text!r}: give the trained weights as PATH or ARCH:WEIGHTS, "
                               f"e.g. {arch}:model.safetensors")
