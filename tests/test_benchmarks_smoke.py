@@ -1,13 +1,16 @@
-"""Smoke test of benchmarks/run.py: it imports, times real code side by side and yields ratios.
+"""Smoke test of benchmarks/ (run.py, harness.py, groups/): it imports, times real code side by
+side and yields ratios.
 
 No timing assertion here (timing limits belong to the benchmarks themselves): only that a tiny
 benchmark runs end to end on the real attack code and produces finite, well-formed rows, that
 the bare reference loops compute exactly what the library computes, and that the results files
-are written.
+are written. run.py is loaded by path (benchmarks/ is no installed package); it puts its own
+folder on sys.path, so ``harness`` and ``groups`` import as plain modules after it.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import math
@@ -21,12 +24,24 @@ RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
+def run_py():
     spec = importlib.util.spec_from_file_location("tg_bench_run", RUN_PY)
     module = importlib.util.module_from_spec(spec)
     sys.modules["tg_bench_run"] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench(run_py):
+    """The shared harness (Row, Settings, interleaved, write_results, ...)."""
+    return importlib.import_module("harness")
+
+
+@pytest.fixture(scope="module")
+def groups(run_py):
+    """The group registry run.py uses: name → module with ``run(settings)``."""
+    return run_py.GROUPS
 
 
 @pytest.fixture(autouse=True)
@@ -37,15 +52,24 @@ def _restore_threads():
     torch.set_num_threads(threads)
 
 
+def test_group_registry_names_one_module_per_group(groups):
+    """Every registered group is its own module ``groups.NAME`` with ``run`` and a docstring
+    (a new group adds to the registry, so only the existing ones are named here)."""
+    assert list(groups)[:5] == ["fgsm_sweep", "pgd", "train", "startup", "demo"]
+    for name, module in groups.items():
+        assert module.__name__ == f"groups.{name}" and callable(module.run) and module.__doc__
+    assert not groups["demo"].DEFAULT  # opt-in: --demo or --only demo
+
+
 def _tiny(bench):
     return bench.Settings(reps=1, warmup=0, fgsm_batch=4, fgsm_k=2, fgsm_targets=1,
                           pgd_batch=2, pgd_steps=2, use_torchattacks=False,
                           install_torchattacks=False)
 
 
-def test_fgsm_sweep_benchmark_produces_ratios(bench, tmp_path):
+def test_fgsm_sweep_benchmark_produces_ratios(bench, groups, tmp_path):
     torch.set_num_threads(1)
-    rows = bench.bench_fgsm_sweep(_tiny(bench))
+    rows = groups["fgsm_sweep"].run(_tiny(bench))
     assert [r.direction for r in rows] == ["<=", "<=", ">=", ">=", ">="]
     # The end-to-end speed-up is informational; the last row divides it by its ceiling.
     end_to_end, vs_ceiling = rows[3], rows[4]
@@ -67,23 +91,24 @@ def test_fgsm_sweep_benchmark_produces_ratios(bench, tmp_path):
     assert "| fgsm_sweep: sweep+eval vs physical limit |" in (tmp_path / "latest.md").read_text()
 
 
-def test_bare_pgd_references_match_the_library(bench):
+def test_bare_pgd_references_match_the_library(bench, groups):
     """The PGD benchmark is only fair if its bare loops do the library's exact math."""
     from transferguard.attacks import feature_attack, pgd
 
     torch.set_num_threads(1)
+    pgd_group = groups["pgd"]
     model = bench.make_model("dtn").eval()
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 4, 9])
     kw = dict(eps=8 / 255, steps=3, alpha=2 / 255)
     ours = pgd(model, x, y, kw["eps"], steps=3, step_size=kw["alpha"],
                generator=torch.Generator().manual_seed(5))
-    bare = bench.bare_pgd_ce(model, x, y, gen=torch.Generator().manual_seed(5), **kw)
+    bare = pgd_group.bare_pgd_ce(model, x, y, gen=torch.Generator().manual_seed(5), **kw)
     assert torch.equal(ours, bare)
     ours = feature_attack(model, x, kw["eps"], steps=3, step_size=kw["alpha"], neuron=2,
                           generator=torch.Generator().manual_seed(5))
-    bare = bench.bare_pgd_feature(model, x, neuron=2, m=1000.0,
-                                  gen=torch.Generator().manual_seed(5), **kw)
+    bare = pgd_group.bare_pgd_feature(model, x, neuron=2, m=1000.0,
+                                      gen=torch.Generator().manual_seed(5), **kw)
     assert torch.equal(ours, bare)
 
 
@@ -104,11 +129,12 @@ def test_interleaved_timing_and_paired_ratio(bench):
     assert bench.Row("x", 1.0, 1.0, "s", 1.2, ">=", 0.95, "ref").status == "PASS"
 
 
-def test_startup_benchmark_times_one_line_errors(bench):
+def test_startup_benchmark_times_one_line_errors(bench, groups):
     """The start-up rows time real error paths: each must end in exit 2 with one stderr line."""
-    rows = bench.bench_startup(_tiny(bench))
+    startup = groups["startup"]
+    rows = startup.run(_tiny(bench))
     assert rows[0].benchmark.startswith("startup: --help") and rows[0].target is None
-    assert len(rows) == 1 + len(bench.STARTUP_CASES)
+    assert len(rows) == 1 + len(startup.STARTUP_CASES)
     for row in rows[1:]:
         assert row.note == "exit 2, 1 stderr line(s)", row
         assert row.target == 1.0 and row.unit == "s" and row.ours > 0
