@@ -62,12 +62,10 @@ def env(tmp_path_factory):
 
 
 def _suite_names(shared_labels: bool) -> list[str]:
-    """The registry's transfer-suite attacks an audit runs besides the classic four."""
+    """The registry's transfer-suite attacks an audit runs (the noise control aside)."""
     from transferguard.attacks import transfer_suite
-    from transferguard.auditing.api import CLASSIC_ATTACKS
 
-    return [f"{e.name}-transfer" for e in transfer_suite(shared_labels)
-            if e.name not in CLASSIC_ATTACKS]
+    return [f"{e.name}-transfer" for e in transfer_suite(shared_labels) if not e.control]
 
 
 def _run(args, capsys) -> tuple[int, str, str]:
@@ -88,8 +86,8 @@ def test_audit_npz_end_to_end(env, tmp_path, capsys):
     assert list(df.columns[:9]) == ["experiment", "task", "method", "arch", "seed", "attack",
                                     "eps", "metric", "value"] and "model" in df.columns
     n_images, eps_values = 40, [2 / 255, 8 / 255]
-    attacks = ["noise", "fgsm-transfer", "pgd-transfer", "feature-transfer", "fgsm-white",
-               "pgd-white", *_suite_names(shared_labels=True)]
+    attacks = list(dict.fromkeys(["noise", "fgsm-transfer", "pgd-transfer", "feature-transfer",
+                                  "fgsm-white", "pgd-white", *_suite_names(shared_labels=True)]))
     tgt = df[df.method == "target"]
     assert set(tgt.attack) == {"none", *attacks}
     assert set(tgt[tgt.attack == "none"].metric) >= {
@@ -175,7 +173,8 @@ def test_python_api_source_with_other_classes(env, tmp_path):
     assert "mi-di-ti-fgsm-transfer" not in set(df.attack)   # it needs the source's labels
     assert (df.metric == "clean_acc").sum() == 1  # no source accuracy: its labels differ
     assert any("skipped" in n for n in df.attrs["notes"])
-    assert len(df[(df.metric == "asr")]) == 4 + len(_suite_names(shared_labels=False))
+    # noise, fgsm-white, pgd-white and the label-free suite, each at the one ε
+    assert len(df[(df.metric == "asr")]) == 3 + len(_suite_names(shared_labels=False))
 
 
 # ------------------------------------------------------------------------ bad input

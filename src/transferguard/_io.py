@@ -10,6 +10,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` atomically.
@@ -46,3 +48,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def output_folder(given: str | None, default: str, overwrite: bool,
+                  marker: str = "results.csv") -> Path:
+    """Where a command writes its results, never over finished ones without ``--overwrite``.
+
+    An explicit ``--out`` that already holds ``marker`` is refused unless ``overwrite``; with no
+    ``--out`` the first free folder of ``default``, ``default-2``, ``default-3`` … is used.
+    """
+    if given is not None:
+        out = Path(given).expanduser()
+        if (out / marker).exists() and not overwrite:
+            raise ConfigError(f"{out} already holds results ({marker}); pass --overwrite to "
+                              "replace them, or choose another --out")
+        return out
+    out, n = Path(default), 1
+    while (out / marker).exists():
+        n += 1
+        out = Path(f"{default}-{n}")
+    return out

@@ -11,54 +11,16 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 
 from ._allocator import tune_malloc
+from ._eps import parse_eps
+from ._io import output_folder
 from ._modelspec import parse_model_spec
 from ._names import unknown_name
 from .errors import ConfigError, TransferGuardError
 
 log = logging.getLogger("transferguard")
-
-
-def parse_eps(text: str) -> list[float]:
-    """'1/255,8/255,0.1' → [0.0039…, 0.0313…, 0.1]; each ε must lie in [0, 1] (pixel units)."""
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            v = float(Fraction(part))
-        except (ValueError, ZeroDivisionError):
-            raise ConfigError(f"cannot read ε {part!r}: write it in pixel units, e.g. 8/255 or 0.03") from None
-        if not 0.0 <= v <= 1.0:
-            raise ConfigError(f"ε {part} is outside [0, 1]: ε is in pixel units (images are in [0, 1])")
-        out.append(v)
-    if not out:
-        raise ConfigError("no ε given")
-    return out
-
-
-def output_folder(given: str | None, default: str, overwrite: bool,
-                  marker: str = "results.csv") -> Path:
-    """Where a command writes its results, never over finished ones without ``--overwrite``.
-
-    An explicit ``--out`` that already holds ``marker`` is refused unless ``overwrite``; with no
-    ``--out`` the first free folder of ``default``, ``default-2``, ``default-3`` … is used.
-    """
-    if given is not None:
-        out = Path(given).expanduser()
-        if (out / marker).exists() and not overwrite:
-            raise ConfigError(f"{out} already holds results ({marker}); pass --overwrite to "
-                              "replace them, or choose another --out")
-        return out
-    out, n = Path(default), 1
-    while (out / marker).exists():
-        n += 1
-        out = Path(f"{default}-{n}")
-    return out
 
 
 # ---------------------------------------------------------------------------- commands

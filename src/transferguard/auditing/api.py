@@ -1,30 +1,32 @@
 """``audit()``: how exposed is a fine-tuned model to attacks crafted on its public source model?
 
-Everything is measured on the **target** (and on optional reference models trained here) with the
-shared attacks and metrics of :mod:`transferguard.attacks` and :mod:`transferguard.evaluation`:
+An audit reads as five steps: a checked request (:func:`_request`, every argument error before
+any work), a context (:func:`_context`: models, data, audit images), and three row producers:
 
-* clean accuracy; white-box FGSM and PGD (crafted on the audited model itself);
-* black-box transfer FGSM and PGD crafted on the source with the true labels — only when the
-  source's class count equals the data's (otherwise its logits mean other classes);
-* the penultimate-feature attack crafted on the source (no labels, ``neuron="best"``; for models
-  with ``forward_features_preact`` such as EfficientNet-Lite the uncapped pre-activation features);
-* the uniform-noise control at every ε;
-* per ε: accuracy under attack (``adv_acc`` over all images, ``adv_acc_cond`` over the images
-  correct on clean data), attack success rate ``asr`` and, for transfer attacks, the
-  transferability ``gamma = (a_black − a_white) / a_white``;
-* input-gradient norms (mean, median, 90th percentile) and, when the architectures match, the
-  weight and penultimate-feature distances to the source.
+* :func:`_clean_rows` — clean accuracy, input-gradient norms and, when the architectures match,
+  the weight and penultimate-feature distances to the source;
+* :func:`_source_rows` — every attack of the registry's transfer suite
+  (:func:`transferguard.attacks.transfer_suite`) crafted on the source alone, at every ε: the
+  noise control, FGSM/PGD/MI-DI-TI-FGSM with the true labels (only when the source's classes are
+  the data's), and the label-free feature-level attacks (best-neuron penultimate feature, layer,
+  FIA, ILA), each under the :class:`AuditBudget` chosen (``fast`` or ``thorough``);
+* :func:`_white_box_rows` — FGSM and PGD crafted on each audited model itself (the reference of
+  the transferability ``gamma = (a_black − a_white) / a_white``).
 
-Crafted transfer examples are crafted once and evaluated on every audited model. Result rows go to
-``results.csv`` (rewritten atomically after every block of work), then ``report.md``/``.html``.
+Per attack and ε: ``adv_acc``, ``adv_acc_cond``, ``asr`` and the counts ``n_correct`` /
+``n_fooled`` behind the verdict's intervals. Crafted examples are crafted once and evaluated on
+every audited model (the target and an optional reference trained here); FGSM is crafted once
+for all ε. Result rows go to ``results.csv`` (rewritten atomically after every block of work),
+then ``report.md``/``.html`` with figures and a grid of example images.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
+import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,9 @@ import torch
 from torch import nn
 
 from .. import attacks
+from .._eps import eps_list
 from .._io import atomic_write
+from .._names import unknown_name
 from .._progress import progress_bar
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import (
@@ -53,7 +57,7 @@ from .loading import (
     load_model,
     set_normalization,
 )
-from .report import VERDICT_EPS
+from .report import VERDICT_EPS, Examples
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +65,8 @@ DEFAULT_EPS: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 #: Columns of the results table: the experiments' columns plus the audited model.
 AUDIT_COLUMNS = ["experiment", "task", "method", "arch", "seed", "attack", "eps", "metric",
                  "value", "model"]
-#: Attacks whose examples are crafted on the source model only (the black-box threat).
-TRANSFER_ATTACKS = ("fgsm-transfer", "pgd-transfer", "feature-transfer")
+#: Transfer attacks with a white-box counterpart of the same kind (for γ).
 WHITE_OF = {"fgsm-transfer": "fgsm-white", "pgd-transfer": "pgd-white"}
-#: Suite entries the audit runs with its own settings (FGSM sweep, PGD, best-neuron feature).
-CLASSIC_ATTACKS = ("noise", "fgsm", "pgd", "feature")
 #: Share of each class kept for the audit when a folder/.npz must also train a reference model.
 AUDIT_FRACTION = 0.3
 
@@ -101,25 +102,6 @@ class _Audited:
         self.spec = spec
         self.model = model
         self.clean: torch.Tensor | None = None
-
-
-def _check_eps(eps: Sequence[float] | str) -> list[float]:
-    if isinstance(eps, str):
-        from ..cli import parse_eps
-
-        return parse_eps(eps)
-    out = []
-    for e in eps:
-        try:
-            v = float(e)
-        except (TypeError, ValueError):
-            raise ConfigError(f"cannot read ε {e!r}: give numbers in pixel units") from None
-        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-            raise ConfigError(f"ε {e} is outside [0, 1]: ε is in pixel units (images are in [0, 1])")
-        out.append(v)
-    if not out:
-        raise ConfigError("no ε given")
-    return sorted(set(out))
 
 
 def _positive(name: str, value: int | None, allow_none: bool = False) -> None:
@@ -296,51 +278,84 @@ def _accuracy_warning(tgt: LoadedModel, measured: float) -> str | None:
     return None
 
 
-def audit(source: str | nn.Module, target: str | nn.Module,
-          data: str | Path | tuple[Any, Any], *, eps: Sequence[float] | str = DEFAULT_EPS,
-          out: str | Path | None = None, input_size: int | None = None,
-          normalization: tuple[Sequence[float], Sequence[float]] | None = None,
-          limit: int | None = None, train_reference: str | None = None,
-          reference_iterations: int = 1000, pgd_steps: int = 10, feature_steps: int = 40,
-          candidates: int = 8, device: str = "auto", progress: bool = True,
-          batch_size: int = 128, data_root: str | None = None, seed: int = 0,
-          overwrite: bool = False, verdict_eps: float = VERDICT_EPS) -> pd.DataFrame:
-    """Audit ``target`` against attacks crafted on ``source`` (model specs or ``nn.Module``s).
+@dataclass(frozen=True)
+class AuditBudget:
+    """How hard the audit's attacks try: iterations, candidate neurons, example images.
 
-    ``data`` is an image folder, an ``.npz`` or a registered domain (see
-    :mod:`transferguard.auditing.loading`). ``eps`` are L∞ budgets in pixel units (a list, or a
-    string such as ``"1/255,8/255"``). ``input_size`` defaults to the size recorded in the target
-    checkpoint, else the architecture's (32 for dtn/wrn, 224 for ImageNet models).
-    ``normalization=(mean, std)`` replaces the input normalisation of both models (use it when
-    foreign weights were trained with other statistics). ``limit`` audits a seeded random subset
-    of that many images. ``train_reference`` (``"retrain"``, ``"renofeation"`` or any method
-    name) trains that model here on the same data, teacher = source, ``reference_iterations``
-    SGD steps, and audits it alongside (method ``reference:<name>``). With ``out`` the folder
-    receives ``results.csv``, ``report.md``, ``report.html``, figures and reference checkpoints;
-    a folder that already holds a ``results.csv`` is refused unless ``overwrite`` (a reference
-    model trained there before with the same settings is then reused).
-
-    ``verdict_eps`` (pixel units, default 8/255) is where the verdict is read; it is audited even
-    when ``eps`` does not list it. In memory: ``source`` and ``target`` may be ``nn.Module``s
-    (transferguard models, e.g. from :func:`transferguard.models.load_model`; the target may be
-    any classifier on [0, 1] images) and ``data`` an ``(images, labels)`` pair of tensors or
-    arrays (N×C×H×W or N×H×W×C, uint8 0..255 or float in [0, 1]).
-
-    Returns the results table (columns :data:`AUDIT_COLUMNS`); bad input raises the
-    :mod:`transferguard.errors` classes.
+    ``steps``: iterations of every iterative attack (PGD on the source and white-box, the suite's
+    MI-DI-TI-FGSM, layer, FIA and ILA attacks). ``feature_steps`` and ``candidates``: the
+    penultimate-feature attack (``candidates`` neurons ranked by mean clean activation, the best
+    per image kept, judged on the source alone).
     """
-    t_start = time.perf_counter()
-    verdict_eps = _check_eps([verdict_eps])[0]
-    eps_list = sorted(set(_check_eps(eps)) | {verdict_eps})
-    for name, value in (("reference_iterations", reference_iterations), ("pgd_steps", pgd_steps),
+
+    name: str
+    steps: int
+    feature_steps: int
+    candidates: int
+    summary: str
+
+    def with_overrides(self, steps: int | None, feature_steps: int | None,
+                       candidates: int | None) -> AuditBudget:
+        """This budget with any explicitly given setting replacing its own."""
+        return AuditBudget(self.name, steps if steps is not None else self.steps,
+                           feature_steps if feature_steps is not None else self.feature_steps,
+                           candidates if candidates is not None else self.candidates, self.summary)
+
+
+#: ``fast`` (the default) fits 1,000 DTN-sized images at 3 ε in under 5 minutes on 2 CPU cores
+#: (benchmarks/RESULTS.md); ``thorough`` is the paper's 40-step attacks with 32 candidate neurons.
+BUDGETS: dict[str, AuditBudget] = {
+    "fast": AuditBudget("fast", steps=10, feature_steps=10, candidates=4,
+                        summary="10 iterations per attack, 4 candidate neurons"),
+    "thorough": AuditBudget("thorough", steps=40, feature_steps=40, candidates=32,
+                            summary="40 iterations per attack, 32 candidate neurons"),
+}
+#: Clean/adversarial pairs kept for the report's example grid.
+N_EXAMPLES = 6
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The checked arguments of one audit (every error raised before any model is loaded)."""
+
+    eps: list[float]
+    verdict_eps: float
+    budget: AuditBudget
+    out: Path | None
+    device: torch.device
+    batch_size: int
+    seed: int
+    progress: bool
+    limit: int | None
+    input_size: int | None
+    normalization: tuple[list[float], list[float]] | None
+    train_reference: str | None
+    reference_iterations: int
+
+
+def _request(eps: Sequence[float] | str, verdict_eps: float, budget: str, *, steps: int | None,
+             feature_steps: int | None, candidates: int | None, out: str | Path | None,
+             overwrite: bool, device: str, batch_size: int, seed: int, progress: bool,
+             limit: int | None, input_size: int | None,
+             normalization: tuple[Sequence[float], Sequence[float]] | None,
+             train_reference: str | None, reference_iterations: int) -> _Request:
+    if budget not in BUDGETS:
+        raise ConfigError(unknown_name("budget", budget, BUDGETS))
+    (v_eps,) = eps_list([verdict_eps])
+    for name, value in (("reference_iterations", reference_iterations), ("pgd_steps", steps),
                         ("feature_steps", feature_steps), ("candidates", candidates),
-                        ("batch_size", batch_size)):
-        _positive(name, value)
-    _positive("limit", limit, allow_none=True)
+                        ("batch_size", batch_size), ("limit", limit)):
+        _positive(name, value, allow_none=name not in ("reference_iterations", "batch_size"))
     if train_reference is not None:
         from ..methods import create_method
 
         create_method(train_reference)  # unknown names fail here, before any work
+    norm: tuple[list[float], list[float]] | None = None
+    if normalization is not None:
+        try:
+            norm = ([float(v) for v in normalization[0]], [float(v) for v in normalization[1]])
+        except (TypeError, ValueError, IndexError):
+            raise ConfigError("normalization must be (mean, std), two sequences of numbers") from None
     dev = resolve_device(device)
     out_dir = Path(out).expanduser() if out is not None else None
     if out_dir is not None:
@@ -351,27 +366,51 @@ def audit(source: str | nn.Module, target: str | nn.Module,
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create the output folder {out_dir}: {exc}") from None
+    return _Request(sorted(set(eps_list(eps)) | {v_eps}), v_eps,
+                    BUDGETS[budget].with_overrides(steps, feature_steps, candidates), out_dir, dev,
+                    batch_size, seed, progress, limit, input_size, norm, train_reference,
+                    reference_iterations)
 
-    tgt = _model_arg(target, "target", dev)
-    src = _model_arg(source, "source", dev)
-    norm: tuple[list[float], list[float]] | None = None
-    if normalization is not None:
-        try:
-            norm = ([float(v) for v in normalization[0]], [float(v) for v in normalization[1]])
-        except (TypeError, ValueError, IndexError):
-            raise ConfigError("normalization must be (mean, std), two sequences of numbers") from None
-        for lm in (tgt, src):
-            set_normalization(lm.model, *norm)
-    size, size_why = _input_size(tgt, input_size)
-    notes: list[str] = [f"Images resized to {size}×{size} px ({size_why})."]
 
+@dataclass
+class _Context:
+    """What every row producer needs: the models, the audit images and where rows go."""
+
+    req: _Request
+    src: LoadedModel
+    tgt: LoadedModel
+    data: AuditData
+    data_name: str
+    x: torch.Tensor
+    y: torch.Tensor
+    res: _Results
+    notes: list[str] = field(default_factory=list)
+    audited: list[_Audited] = field(default_factory=list)
+    examples: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def label_attacks(self) -> bool:
+        """The source shares the data's labels, so the label-based transfer attacks apply."""
+        return self.src.model.num_classes == self.data.num_classes
+
+    def craft(self, fn: Callable[..., torch.Tensor], labels: torch.Tensor | None, desc: str
+              ) -> torch.Tensor:
+        return attacks.craft_in_batches(fn, self.x, labels, self.req.batch_size,
+                                        self.req.progress, device=self.req.device, desc=desc)
+
+
+def _load_data(req: _Request, tgt: LoadedModel, data: str | Path | tuple[Any, Any], size: int,
+               data_root: str | None) -> tuple[AuditData, str]:
+    """The audit data at ``size`` px, checked against the target's classes."""
+    with_train = req.train_reference is not None
     if isinstance(data, str | Path):
-        dat = load_audit_data(str(data), size=size, with_train=train_reference is not None,
-                              audit_fraction=AUDIT_FRACTION, seed=seed, root=data_root)
+        dat = load_audit_data(str(data), size=size, with_train=with_train,
+                              audit_fraction=AUDIT_FRACTION, seed=req.seed, root=data_root)
+        name = str(data)
     else:
-        dat = audit_data_from_arrays(data, size=size, with_train=train_reference is not None,
-                                     audit_fraction=AUDIT_FRACTION, seed=seed)
-        data = f"in-memory arrays ({len(dat.audit) + len(dat.train or [])} images)"
+        dat = audit_data_from_arrays(data, size=size, with_train=with_train,
+                                     audit_fraction=AUDIT_FRACTION, seed=req.seed)
+        name = f"in-memory arrays ({len(dat.audit) + len(dat.train or [])} images)"
     n_target = tgt.model.num_classes
     if dat.exact_classes and dat.num_classes != n_target:
         preview = ", ".join(dat.classes[:5]) + (", …" if dat.num_classes > 5 else "")
@@ -387,142 +426,253 @@ def audit(source: str | nn.Module, target: str | nn.Module,
             and dat.exact_classes:
         log.warning("the target checkpoint's class names %s differ from the data's %s; "
                     "labels are matched by index", side_classes[:5], dat.classes[:5])
+    return dat, name
 
+
+def _context(req: _Request, source: str | nn.Module, target: str | nn.Module,
+             data: str | Path | tuple[Any, Any], data_root: str | None) -> _Context:
+    """Load the models and the data, check they fit together, and pick the audit images."""
+    tgt = _model_arg(target, "target", req.device)
+    src = _model_arg(source, "source", req.device)
+    if req.normalization is not None:
+        for lm in (tgt, src):
+            set_normalization(lm.model, *req.normalization)
+    size, size_why = _input_size(tgt, req.input_size)
+    dat, data_name = _load_data(req, tgt, data, size, data_root)
+    notes = [f"Images resized to {size}×{size} px ({size_why})."]
     notes += _warnings(tgt, src, dat)
     for lm in (tgt, src):
-        _probe(lm, dat.audit, size, dev)
+        _probe(lm, dat.audit, size, req.device)
     split = dat.audit
-    if limit is not None and limit < len(split):
-        perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:limit]
-        split = split.subset(torch.sort(perm).values)
+    subset = req.limit is not None and req.limit < len(split)
+    if subset:
+        perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(req.seed))
+        split = split.subset(torch.sort(perm[:req.limit]).values)
     x, y = split.images(), split.y
     notes.insert(0, f"Audit images: {len(y)} ({dat.note}"
-                 + (f"; a seeded random subset of {limit}" if limit and limit < len(dat.audit)
-                    else "") + ").")
-
-    label_attacks = src.model.num_classes == dat.num_classes
-    if not label_attacks:
+                 + (f"; a seeded random subset of {req.limit}" if subset else "") + ").")
+    b = req.budget
+    notes.append(f"Attack budget `{b.name}`: {b.steps} iterations per iterative attack, "
+                 f"feature attack {b.feature_steps} iterations over {b.candidates} candidate "
+                 "neurons.")
+    res = _Results(req.out, {"experiment": "audit", "task": dat.name, "seed": req.seed})
+    ctx = _Context(req, src, tgt, dat, data_name, x, y, res, notes)
+    if not ctx.label_attacks:
         notes.append(f"The source model has {src.model.num_classes} classes and the data "
-                     f"{dat.num_classes}: the label-based transfer attacks (FGSM/PGD with labels "
-                     "crafted on the source) were skipped; the feature attack needs no labels "
-                     "and was run.")
-    feat_mode = "pre" if callable(getattr(src.model, "forward_features_preact", None)) else "post"
-    if feat_mode == "pre":
+                     f"{dat.num_classes}: the label-based transfer attacks (FGSM, PGD, "
+                     "MI-DI-TI-FGSM with labels crafted on the source) were skipped; the "
+                     "feature-level attacks need no labels and were run.")
+    if _feature_mode(src.model) == "pre":
         notes.append("Feature attack on the source's pre-activation penultimate features "
                      "(its post-activation features are capped).")
+    res.add("target", tgt.spec, tgt.arch, "none", 0.0, "verdict_eps", req.verdict_eps)
+    ctx.audited.append(_Audited("target", tgt.spec, tgt.model))
+    return ctx
 
-    base = {"experiment": "audit", "task": dat.name, "seed": seed}
-    res = _Results(out_dir, base)
-    res.add("target", tgt.spec, tgt.arch, "none", 0.0, "verdict_eps", verdict_eps)
-    audited = [_Audited("target", tgt.spec, tgt.model)]
 
-    if train_reference is not None:
-        w = Path(src.weights) if src.weights else None
-        fingerprint = {"source": src.spec, "data": data, "size": size, "seed": seed,
-                       "method": train_reference, "iterations": reference_iterations,
-                       "n_train": len(dat.train) if dat.train is not None else 0,
-                       "source_file": [w.stat().st_size, w.stat().st_mtime_ns] if w else None,
-                       "normalization": [list(v) for v in norm] if norm else None}
-        t0 = time.perf_counter()
-        ref_model, ref_spec = _train_reference(
-            train_reference, src.model, dat, iterations=reference_iterations,
-            batch_size=batch_size, seed=seed, device=dev, progress=progress, out=out_dir,
-            fingerprint=fingerprint, normalization=norm)
-        notes.append(f"Reference `{train_reference}`: trained here for {reference_iterations} "
-                     f"iterations from the source ({time.perf_counter() - t0:.0f} s).")
-        audited.append(_Audited(f"reference:{train_reference}", ref_spec, ref_model))
+def _feature_mode(model: nn.Module) -> str:
+    return "pre" if callable(getattr(model, "forward_features_preact", None)) else "post"
 
-    arch = tgt.arch
-    # ------------------------------------------------ clean accuracy, gradients, distances
-    if label_attacks:
-        src_pred = attacks.predict(src.model, x, batch_size=batch_size)
-        res.add("source", src.spec, src.arch, "none", 0.0, "clean_acc",
+
+def _add_reference(ctx: _Context) -> None:
+    """Train (or reuse) the ``train_reference`` model and audit it beside the target."""
+    req, src = ctx.req, ctx.src
+    assert req.train_reference is not None
+    w = Path(src.weights) if src.weights else None
+    norm = req.normalization
+    fingerprint = {"source": src.spec, "data": ctx.data_name, "size": int(ctx.x.shape[-1]),
+                   "seed": req.seed, "method": req.train_reference,
+                   "iterations": req.reference_iterations,
+                   "n_train": len(ctx.data.train) if ctx.data.train is not None else 0,
+                   "source_file": [w.stat().st_size, w.stat().st_mtime_ns] if w else None,
+                   "normalization": [list(v) for v in norm] if norm else None}
+    t0 = time.perf_counter()
+    model, spec = _train_reference(
+        req.train_reference, src.model, ctx.data, iterations=req.reference_iterations,
+        batch_size=req.batch_size, seed=req.seed, device=req.device, progress=req.progress,
+        out=req.out, fingerprint=fingerprint, normalization=norm)
+    ctx.notes.append(f"Reference `{req.train_reference}`: trained here for "
+                     f"{req.reference_iterations} iterations from the source "
+                     f"({time.perf_counter() - t0:.0f} s).")
+    ctx.audited.append(_Audited(f"reference:{req.train_reference}", spec, model))
+
+
+def _clean_rows(ctx: _Context) -> None:
+    """Clean accuracy, input-gradient norms and distances to the source of every audited model."""
+    res, x, y, bs, arch = ctx.res, ctx.x, ctx.y, ctx.req.batch_size, ctx.tgt.arch
+    if ctx.label_attacks:
+        src_pred = attacks.predict(ctx.src.model, x, batch_size=bs)
+        res.add("source", ctx.src.spec, ctx.src.arch, "none", 0.0, "clean_acc",
                 float((src_pred == y).float().mean()))
-    for a in audited:
-        a.clean = attacks.predict(a.model, x, batch_size=batch_size)
-        res.add(a.label, a.spec, arch, "none", 0.0, "clean_acc", float((a.clean == y).float().mean()))
+    for a in ctx.audited:
+        a.clean = attacks.predict(a.model, x, batch_size=bs)
+        acc = float((a.clean == y).float().mean())
+        res.add(a.label, a.spec, arch, "none", 0.0, "clean_acc", acc)
         res.add(a.label, a.spec, arch, "none", 0.0, "n_images", len(y))
         if a.label == "target":
-            warn = _accuracy_warning(tgt, float((a.clean == y).float().mean()))
+            warn = _accuracy_warning(ctx.tgt, acc)
             if warn:
                 log.warning(warn.replace("**", ""))
-                notes.append(warn)
-        norms = input_gradient_norms(a.model, x, y, batch_size=batch_size)
+                ctx.notes.append(warn)
+        norms = input_gradient_norms(a.model, x, y, batch_size=bs)
         for metric, v in (("grad_norm_mean", norms.mean()), ("grad_norm_median", norms.median()),
                           ("grad_norm_p90", torch.quantile(norms.double(), 0.9))):
             res.add(a.label, a.spec, arch, "none", 0.0, metric, float(v))
-        why = _distance_blocker(src.model, a.model)
+        why = _distance_blocker(ctx.src.model, a.model)
         if why is None:
             res.add(a.label, a.spec, arch, "none", 0.0, "weight_distance",
-                    weight_distance(src.model, a.model))
+                    weight_distance(ctx.src.model, a.model))
             res.add(a.label, a.spec, arch, "none", 0.0, "feature_distance",
-                    feature_distance(src.model, a.model, x, batch_size=batch_size))
+                    feature_distance(ctx.src.model, a.model, x, batch_size=bs))
         elif a.label == "target":
-            notes.append(f"Weight and feature distances to the source not computed: {why}.")
+            ctx.notes.append(f"Weight and feature distances to the source not computed: {why}.")
     res.flush()
 
-    # ------------------------------------------------ attacks crafted on the source
-    def craft(fn: Callable[..., torch.Tensor], labels: torch.Tensor | None, desc: str
-              ) -> torch.Tensor:
-        return attacks.craft_in_batches(fn, x, labels, batch_size, progress, device=dev,
-                                        desc=desc)
 
-    # Attacks of the registry's transfer suite beyond the four written out here (noise, FGSM,
-    # PGD, the penultimate-feature attack): label-free ones always, label-based ones when the
-    # source shares the target's labels. Adding an attack to the suite adds it to every audit.
-    suite = [entry for entry in attacks.transfer_suite(label_attacks)
-             if entry.name not in CLASSIC_ATTACKS]
-    if suite:
-        notes.append("Transfer suite beyond FGSM/PGD/feature: "
+def suite_options(entry: attacks.AttackEntry, budget: AuditBudget, source: nn.Module
+                  ) -> dict[str, Any]:
+    """The options the audit passes to a suite entry under ``budget`` (besides ε and generator)."""
+    if entry.name == "feature":
+        return {"steps": budget.feature_steps, "candidates": budget.candidates,
+                "features": _feature_mode(source), "batch_neurons": 4}
+    return {"steps": budget.steps} if entry.iterative else {}
+
+
+def _generator(seed: int, name: str, eps_index: int) -> torch.Generator:
+    """An independent stream per (attack, ε): adding an attack leaves the others' draws alone."""
+    return torch.Generator().manual_seed(seed * 7919 + eps_index * 104_729
+                                         + zlib.crc32(name.encode()) % 100_003)
+
+
+def _source_rows(ctx: _Context) -> None:
+    """Every suite attack crafted on the source, at every ε, evaluated on every audited model.
+
+    The registry's transfer suite decides what runs (label-based entries only when the source
+    shares the data's labels); FGSM is crafted once for all ε (one gradient per batch).
+    """
+    req, src, y = ctx.req, ctx.src.model, ctx.y
+    suite = attacks.transfer_suite(ctx.label_attacks)
+    ctx.notes.append("Transfer suite crafted on the source: "
                      + ", ".join(f"`{e.name}` ({e.summary})" for e in suite) + ".")
-    eps_bar = progress_bar(eps_list, desc="audit ε", disable=not progress, leave=False)
-    sweeps: dict[str, dict[float, torch.Tensor]] = {}
-    if label_attacks:
-        sweeps["fgsm-transfer"] = _fgsm_sweep(src.model, x, y, eps_list, batch_size, dev)
-    for a in audited:
-        sweeps[f"fgsm-white:{a.label}"] = _fgsm_sweep(a.model, x, y, eps_list, batch_size, dev)
-    for k, e in enumerate(eps_bar):
-        gen = torch.Generator().manual_seed(seed * 7919 + k)
-        noisy = attacks.uniform_noise(x, e, generator=gen)
-        _attack_rows(res, audited, arch, "noise", e, lambda a, n=noisy: n, y, batch_size)
-        if label_attacks:
-            adv = sweeps["fgsm-transfer"][e]
-            _attack_rows(res, audited, arch, "fgsm-transfer", e, lambda a, v=adv: v, y, batch_size)
-            adv = craft(lambda xb, yb, e=e, g=gen: attacks.pgd(src.model, xb, yb, e,
-                                                               steps=pgd_steps, generator=g),
-                        y, f"PGD on source ε={e:.4f}")
-            _attack_rows(res, audited, arch, "pgd-transfer", e, lambda a, v=adv: v, y, batch_size)
-        adv = craft(lambda xb, e=e, g=gen: attacks.feature_attack(
-            src.model, xb, e, steps=feature_steps, neuron="best", candidates=candidates,
-            features=feat_mode, generator=g), None, f"feature attack ε={e:.4f}")
-        _attack_rows(res, audited, arch, "feature-transfer", e, lambda a, v=adv: v, y, batch_size)
-        for entry in suite:  # the rest of the registry's transfer suite, crafted on the source
-            adv = craft(lambda xb, yb=None, f=entry, e=e, g=gen: f(
-                src.model, xb, yb, eps=e, steps=pgd_steps, generator=g),
-                y if entry.needs_labels else None, f"{entry.name} on source ε={e:.4f}")
-            _attack_rows(res, audited, arch, f"{entry.name}-transfer", e, lambda a, v=adv: v, y,
-                         batch_size)
-        # ---------------------------------------------------- white-box references
-        _attack_rows(res, audited, arch, "fgsm-white", e,
-                     lambda a, e=e: sweeps[f"fgsm-white:{a.label}"][e], y, batch_size)
-        for a in audited:
-            adv = craft(lambda xb, yb, m=a.model, e=e, g=gen: attacks.pgd(
-                m, xb, yb, e, steps=pgd_steps, generator=g), y, f"PGD white-box ε={e:.4f}")
-            _attack_rows(res, [a], arch, "pgd-white", e, lambda _a, v=adv: v, y, batch_size)
-        res.flush()
-    _gamma_rows(res)
-    res.flush()
-    df = res.frame()
-    seconds = time.perf_counter() - t_start
-    log.info("audit of %s finished in %.1f s (%d images, %d ε)", target, seconds, len(y),
-             len(eps_list))
-    if out_dir is not None:
+    fgsm = _fgsm_sweep(src, ctx.x, y, req.eps, req.batch_size, req.device) \
+        if any(e.name == "fgsm" for e in suite) else {}
+    for k, e in enumerate(progress_bar(req.eps, desc="source attacks ε", disable=not req.progress,
+                                       leave=False)):
+        for entry in suite:
+            name = "noise" if entry.control else f"{entry.name}-transfer"
+            if entry.name == "fgsm":
+                adv = fgsm[e]
+            else:
+                opts = {**suite_options(entry, req.budget, src), "eps": e,
+                        "generator": _generator(req.seed, entry.name, k)}
+                adv = ctx.craft(lambda xb, yb=None, f=entry, o=opts: f(src, xb, yb, **o),
+                                y if entry.needs_labels else None, f"{entry.name} ε={e:.4f}")
+            if abs(e - req.verdict_eps) < 1e-12:
+                ctx.examples[name] = adv[:N_EXAMPLES].clone()
+            _attack_rows(ctx.res, ctx.audited, ctx.tgt.arch, name, e, lambda _a, v=adv: v, y,
+                         req.batch_size)
+        ctx.res.flush()
+
+
+def _white_box_rows(ctx: _Context) -> None:
+    """FGSM and PGD crafted on each audited model itself: the reference for γ."""
+    req, y = ctx.req, ctx.y
+    for a in ctx.audited:
+        sweep = _fgsm_sweep(a.model, ctx.x, y, req.eps, req.batch_size, req.device)
+        for k, e in enumerate(req.eps):
+            _attack_rows(ctx.res, [a], ctx.tgt.arch, "fgsm-white", e, lambda _a, v=sweep[e]: v, y,
+                         req.batch_size)
+            gen = _generator(req.seed, "pgd-white", k)
+            adv = ctx.craft(lambda xb, yb, m=a.model, e=e, g=gen: attacks.pgd(
+                m, xb, yb, e, steps=req.budget.steps, generator=g), y, f"PGD white-box ε={e:.4f}")
+            _attack_rows(ctx.res, [a], ctx.tgt.arch, "pgd-white", e, lambda _a, v=adv: v, y,
+                         req.batch_size)
+        ctx.res.flush()
+
+
+def audit(source: str | nn.Module, target: str | nn.Module,
+          data: str | Path | tuple[Any, Any], *, eps: Sequence[float] | str = DEFAULT_EPS,
+          out: str | Path | None = None, budget: str = "fast", input_size: int | None = None,
+          normalization: tuple[Sequence[float], Sequence[float]] | None = None,
+          limit: int | None = None, train_reference: str | None = None,
+          reference_iterations: int = 1000, pgd_steps: int | None = None,
+          feature_steps: int | None = None, candidates: int | None = None,
+          device: str = "auto", progress: bool = True, batch_size: int = 128,
+          data_root: str | None = None, seed: int = 0, overwrite: bool = False,
+          verdict_eps: float = VERDICT_EPS) -> pd.DataFrame:
+    """Audit ``target`` against attacks crafted on ``source`` (model specs or ``nn.Module``s).
+
+    ``data`` is an image folder, an ``.npz`` or a registered domain (see
+    :mod:`transferguard.auditing.loading`). ``eps`` are L∞ budgets in pixel units (a list, or a
+    string such as ``"1/255,8/255"``). ``budget`` (:data:`BUDGETS`: ``"fast"`` or
+    ``"thorough"``) sets the attacks' iterations and candidate neurons; ``pgd_steps`` (every
+    iterative attack), ``feature_steps`` and ``candidates`` override it. ``input_size`` defaults
+    to the size recorded in the target checkpoint, else the architecture's (32 for dtn/wrn, 224
+    for ImageNet models). ``normalization=(mean, std)`` replaces the input normalisation of both
+    models (use it when foreign weights were trained with other statistics). ``limit`` audits a
+    seeded random subset of that many images. ``train_reference`` (``"retrain"``,
+    ``"renofeation"`` or any method name) trains that model here on the same data, teacher =
+    source, ``reference_iterations`` SGD steps, and audits it alongside (method
+    ``reference:<name>``). With ``out`` the folder receives ``results.csv``, ``report.md``,
+    ``report.html``, figures and reference checkpoints; a folder that already holds a
+    ``results.csv`` is refused unless ``overwrite`` (a reference model trained there before with
+    the same settings is then reused).
+
+    ``verdict_eps`` (pixel units, default 8/255) is where the verdict is read; it is audited even
+    when ``eps`` does not list it. In memory: ``source`` and ``target`` may be ``nn.Module``s
+    (transferguard models, e.g. from :func:`transferguard.models.load_model`; the target may be
+    any classifier on [0, 1] images) and ``data`` an ``(images, labels)`` pair of tensors or
+    arrays (N×C×H×W or N×H×W×C, uint8 0..255 or float in [0, 1]).
+
+    Returns the results table (columns :data:`AUDIT_COLUMNS`); bad input raises the
+    :mod:`transferguard.errors` classes.
+    """
+    t_start = time.perf_counter()
+    req = _request(eps, verdict_eps, budget, steps=pgd_steps, feature_steps=feature_steps,
+                   candidates=candidates, out=out, overwrite=overwrite, device=device,
+                   batch_size=batch_size, seed=seed, progress=progress, limit=limit,
+                   input_size=input_size, normalization=normalization,
+                   train_reference=train_reference, reference_iterations=reference_iterations)
+    ctx = _context(req, source, target, data, data_root)
+    if req.train_reference is not None:
+        _add_reference(ctx)
+    _clean_rows(ctx)
+    _source_rows(ctx)
+    _white_box_rows(ctx)
+    _gamma_rows(ctx.res)
+    ctx.res.flush()
+    return _finish(ctx, target, time.perf_counter() - t_start)
+
+
+def _finish(ctx: _Context, target: object, seconds: float) -> pd.DataFrame:
+    """Log, write the report (with the example grid) and return the table with its notes."""
+    df = ctx.res.frame()
+    log.info("audit of %s finished in %.1f s (%d images, %d ε)", target, seconds, len(ctx.y),
+             len(ctx.req.eps))
+    if ctx.req.out is not None:
         from .report import write_audit_report
 
-        write_audit_report(df, out_dir, source=src.spec, target=tgt.spec, data=data,
-                           notes=notes, label_attacks=label_attacks, seconds=seconds)
-    df.attrs.update(notes=notes, seconds=seconds, label_attacks=label_attacks)
+        write_audit_report(df, ctx.req.out, source=ctx.src.spec, target=ctx.tgt.spec,
+                           data=ctx.data_name, notes=ctx.notes, label_attacks=ctx.label_attacks,
+                           seconds=seconds, examples=_examples(ctx, df))
+    df.attrs.update(notes=ctx.notes, seconds=seconds, label_attacks=ctx.label_attacks)
     return df
+
+
+def _examples(ctx: _Context, df: pd.DataFrame) -> Examples | None:
+    """Clean and adversarial images of the strongest source attack at the verdict ε, with the
+    target's predictions (for the report's grid)."""
+    from .report import exposure_of
+
+    ex = exposure_of(df, "target", ctx.req.verdict_eps)
+    if not ex.attack or ex.attack not in ctx.examples:
+        return None
+    n = min(N_EXAMPLES, len(ctx.y))
+    clean, adv = ctx.x[:n], ctx.examples[ex.attack][:n]
+    model = ctx.tgt.model
+    return Examples(ex.attack, ctx.req.verdict_eps, clean, adv, ctx.y[:n],
+                    attacks.predict(model, clean, batch_size=n),
+                    attacks.predict(model, adv, batch_size=n), list(ctx.data.classes))
 
 
 def _fgsm_sweep(model: TGModel, x: torch.Tensor, y: torch.Tensor, eps_list: list[float],

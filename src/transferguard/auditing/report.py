@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -38,6 +39,9 @@ from ..reports.common import (
     series_style,
     write_report,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 VERDICT_EPS = 8 / 255
 HIGH_GAP = 0.40
@@ -222,6 +226,51 @@ def _wanted_eps(df: pd.DataFrame, wanted: float | None) -> float:
 
 
 ASR_LABEL = "attack success rate (%)"
+
+
+@dataclass(frozen=True)
+class Examples:
+    """A few audit images, clean and under the verdict's attack, with the target's predictions."""
+
+    attack: str
+    eps: float
+    clean: torch.Tensor
+    adv: torch.Tensor
+    labels: torch.Tensor
+    clean_pred: torch.Tensor
+    adv_pred: torch.Tensor
+    classes: list[str]
+
+
+def examples_figure(ex: Examples) -> plt.Figure:
+    """Two rows (clean above, adversarial below) of images titled with the target's prediction;
+    a wrong prediction is written in red."""
+    n = len(ex.labels)
+    fig, axes = plt.subplots(2, n, figsize=(1.5 * n + 0.6, 3.7), squeeze=False)
+
+    def name(i: int) -> str:
+        i = int(i)
+        return ex.classes[i] if 0 <= i < len(ex.classes) else str(i)
+
+    for j in range(n):
+        for r, (img, pred) in enumerate(((ex.clean[j], ex.clean_pred[j]),
+                                         (ex.adv[j], ex.adv_pred[j]))):
+            ax = axes[r][j]
+            pic = img.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+            ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic,
+                      cmap="gray" if pic.shape[-1] == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            wrong = int(pred) != int(ex.labels[j])
+            ax.set_title(f"{'→ ' if r else ''}{name(pred)}", fontsize=8,
+                         color="#c0392b" if wrong else "black")
+        axes[0][j].set_xlabel(f"true: {name(ex.labels[j])}", fontsize=7)
+    axes[0][0].set_ylabel("clean", fontsize=8)
+    axes[1][0].set_ylabel(f"{label(ex.attack)}\nε = {fmt_eps(ex.eps)}", fontsize=8)
+    fig.suptitle("Target's predictions on clean images and on the strongest source attack "
+                 "(red: wrong)", fontsize=9)
+    fig.tight_layout()
+    return fig
 SOURCE_ATTACKS = ("feature-transfer", "pgd-transfer", "fgsm-transfer", "noise")
 
 
@@ -250,7 +299,7 @@ def target_figure(df: pd.DataFrame) -> plt.Figure | None:
     styles = {label(a): series_style(i) for i, a in enumerate(attacks_here)}
     return line_figure(rows.assign(attack=rows.attack.map(label)), x="eps", hue="attack",
                        title="Target: attack success rate", ylabel=ASR_LABEL, order=order,
-                       styles=styles)
+                       styles=styles, yscale="auto")
 
 
 def models_figure(df: pd.DataFrame) -> plt.Figure | None:
@@ -286,7 +335,7 @@ def models_figure(df: pd.DataFrame) -> plt.Figure | None:
             order.append(name)
     lines = sub.assign(attack=sub.method.map(_model_name) + " · " + sub.attack.map(label))
     return line_figure(lines, x="eps", hue="attack", title=title, ylabel=ASR_LABEL, order=order,
-                       styles=styles)
+                       styles=styles, yscale="auto")
 
 
 def _eps_table(df: pd.DataFrame, metric: str, rows: list[tuple[str, str]], scale: float = 100.0,
@@ -324,8 +373,10 @@ def _model_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_audit_report(df: pd.DataFrame, out_dir: Path, *, source: str, target: str, data: str,
-                       notes: list[str], label_attacks: bool, seconds: float) -> str:
-    """Write ``report.md``, ``report.html`` and the ASR figures into ``out_dir``; return the Markdown."""
+                       notes: list[str], label_attacks: bool, seconds: float,
+                       examples: Examples | None = None) -> str:
+    """Write ``report.md``, ``report.html``, the ASR figures and (given ``examples``) the example
+    grid into ``out_dir``; return the Markdown."""
     out_dir = Path(out_dir)
     methods = [m for m in dict.fromkeys(df.method) if m != "source"]
     asr = df[(df.metric == "asr")]
@@ -356,6 +407,15 @@ def write_audit_report(df: pd.DataFrame, out_dir: Path, *, source: str, target: 
         if not label_attacks:
             md += ["Label-based transfer attacks were not run: the source's classes differ from "
                    "the data's (see Setup).", ""]
+    if examples is not None:
+        save_figure(examples_figure(examples), out_dir / "examples.png")
+        fooled = int(((examples.clean_pred == examples.labels)
+                      & (examples.adv_pred != examples.labels)).sum())
+        md += ["## Example images", "",
+               f"The first {len(examples.labels)} audit images, clean and under "
+               f"{label(examples.attack)} at ε = {fmt_eps(examples.eps)} (the verdict's attack), "
+               f"with the target's predictions: it changes {fooled} correct prediction(s) of "
+               f"these {len(examples.labels)}.", "", "![Example images](examples.png)", ""]
     refs = [m for m in methods if m.startswith("reference:")]
     if refs:
         shown = _source_attacks(asr.attack)

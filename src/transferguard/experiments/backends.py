@@ -4,13 +4,16 @@ A unit is one :class:`ModelSpec`. Units are run in waves so that a parent is alw
 in the store) before its children start; every worker opens the same :class:`Store`, trains its
 unit with a private :class:`Runner` and writes the checkpoint atomically. The calling runner then
 loads the finished models from the store, so all backends produce the same table.
+
+This module only schedules: the runner hands :func:`run_units` itself and its worker entry point
+(``train_unit``), so the backends never import the runner.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
@@ -21,6 +24,11 @@ from .spec import ModelSpec
 log = logging.getLogger(__name__)
 
 BACKENDS = ("serial", "local", "ray")
+
+#: A worker entry point, ``train_unit(spec, store_root, device, data_root, threads) -> key``: train
+#: (or find) one model in the shared store. A module-level function, as it is pickled (by
+#: reference) into spawned processes and Ray workers.
+TrainUnit = Callable[[ModelSpec, str, str, str | None, int], str]
 
 
 def default_workers() -> int:
@@ -54,24 +62,11 @@ def waves(specs: Iterable[ModelSpec], is_done) -> list[list[ModelSpec]]:
     return out
 
 
-def _train_unit(spec: ModelSpec, store_root: str, device: str, data_root: str | None,
-                threads: int) -> str:
-    """Worker entry point: train (or find) one model in the shared store; returns its key."""
-    import torch
-
-    from .._allocator import tune_malloc
-    from .runner import Runner
-    from .store import Store
-
-    tune_malloc()  # a fresh worker process: same allocator settings as the CLI
-    torch.set_num_threads(threads)
-    Runner(Store(store_root), device=device, progress=False, data_root=data_root).model(spec)
-    return spec.key()
-
-
-def run_units(runner: Any, specs: Iterable[ModelSpec], *, backend: str = "serial",
-              workers: int | None = None, address: str | None = None) -> None:
-    """Make sure every spec (and its parents) is trained and stored, using ``backend``."""
+def run_units(runner: Any, specs: Iterable[ModelSpec], *, train_unit: TrainUnit,
+              backend: str = "serial", workers: int | None = None, address: str | None = None
+              ) -> None:
+    """Make sure every spec (and its parents) is trained and stored, using ``backend``: in this
+    process with ``runner.model``, or with ``train_unit`` in each worker."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     plan = waves(specs, lambda s: runner.store.has_model(s.key()))
@@ -91,13 +86,14 @@ def run_units(runner: Any, specs: Iterable[ModelSpec], *, backend: str = "serial
     if backend == "local":
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             for wave in plan:
-                list(pool.map(_train_unit, wave, *[[a] * len(wave) for a in args]))
+                list(pool.map(train_unit, wave, *[[a] * len(wave) for a in args]))
     else:
-        _run_ray(plan, args, address, workers)
+        _run_ray(plan, train_unit, args, address, workers)
     runner.counters["trained"] += n_units
 
 
-def _run_ray(plan: list[list[ModelSpec]], args: tuple, address: str | None, workers: int) -> None:
+def _run_ray(plan: list[list[ModelSpec]], train_unit: TrainUnit, args: tuple, address: str | None,
+             workers: int) -> None:
     try:
         import ray
     except ImportError:
@@ -110,7 +106,7 @@ def _run_ray(plan: list[list[ModelSpec]], args: tuple, address: str | None, work
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         started = True
     try:
-        remote = ray.remote(num_cpus=1)(_train_unit)
+        remote = ray.remote(num_cpus=1)(train_unit)
         for wave in plan:
             ray.get([remote.remote(spec, *args) for spec in wave])
     finally:

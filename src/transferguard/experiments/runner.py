@@ -24,10 +24,12 @@ from typing import Any
 
 import torch
 
+from .._allocator import tune_malloc
 from ..data import Domain, load_domain
 from ..errors import CheckpointError, StoreError
 from ..models import TGModel, create_model, load_checkpoint, read_sidecar, save_checkpoint
 from ..utils import resolve_device, seed_everything
+from .backends import run_units
 from .spec import DataSpec, ModelSpec, canonical_hash
 from .store import Store
 
@@ -179,10 +181,9 @@ class Runner:
 
     def train_all(self, specs: list[ModelSpec]) -> None:
         """Train every spec not yet in the store, in parallel on the runner's backend."""
-        from .backends import run_units
-
         self.used.update(s.key() for s in specs)
-        run_units(self, specs, backend=self.backend, workers=self.workers, address=self.address)
+        run_units(self, specs, train_unit=_train_unit, backend=self.backend, workers=self.workers,
+                  address=self.address)
 
     # ------------------------------------------------------------ crafting
     def crafted(self, key_parts: dict[str, Any], craft: Callable[[], Any]) -> Any:
@@ -220,6 +221,16 @@ class Runner:
                     return rows
         self.counters["eval_cached"] += 1
         return rows
+
+
+def _train_unit(spec: ModelSpec, store_root: str, device: str, data_root: str | None,
+                threads: int) -> str:
+    """Worker entry point of the parallel backends (:data:`backends.TrainUnit`): train (or find)
+    one model in the shared store with a private runner; returns its key."""
+    tune_malloc()  # a fresh worker process: same allocator settings as the CLI
+    torch.set_num_threads(threads)
+    Runner(Store(store_root), device=device, progress=False, data_root=data_root).model(spec)
+    return spec.key()
 
 
 def device_of(model: torch.nn.Module) -> torch.device:

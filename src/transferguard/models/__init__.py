@@ -10,9 +10,9 @@ from .._lazy import lazy_exports
 
 _WHERE = {
     "IMAGENET": "._norms", "SYMMETRIC": "._norms", "Normalize": ".base", "TGModel": ".base",
-    "load_checkpoint": ".checkpoint", "load_weights_file": ".checkpoint",
-    "load_weights_into": ".checkpoint", "read_sidecar": ".checkpoint",
-    "safetensors_metadata": ".checkpoint", "save_checkpoint": ".checkpoint", "DTN": ".dtn",
+    "load_checkpoint": ".checkpoint", "load_weights_file": "._weights",
+    "load_weights_into": "._weights", "read_sidecar": ".checkpoint",
+    "safetensors_metadata": "._weights", "save_checkpoint": ".checkpoint", "DTN": ".dtn",
     "EfficientNetLite": ".efficientnet_lite", "lite_weights_available": ".efficientnet_lite",
     "lite_weights_path": ".efficientnet_lite", "LoadedModel": ".loading",
     "load_model": ".loading", "split_model_spec": "transferguard._modelspec",

@@ -1,4 +1,7 @@
-"""Helpers for wrapping third-party networks and loading their published weights offline."""
+"""Helpers for wrapping third-party networks and loading their published weights offline.
+
+The architectures import this module and the registry imports the architectures, so it reads
+weights with ``_weights`` (which imports no registry), never with ``checkpoint``."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ._weights import load_weights_file, load_weights_into
 from .base import TGModel
-from .checkpoint import load_weights_file, load_weights_into
 
 log = logging.getLogger(__name__)
 

@@ -31,13 +31,9 @@ import torch
 from .._modelspec import parse_model_spec, split_model_spec
 from ..errors import CheckpointError, ConfigError
 from ._pretrained import translate_state_dict
+from ._weights import load_weights_file, load_weights_into, safetensors_metadata
 from .base import TGModel
-from .checkpoint import (
-    load_checkpoint,
-    load_weights_file,
-    load_weights_into,
-    safetensors_metadata,
-)
+from .checkpoint import load_checkpoint
 from .registry import arch_info, create_model
 
 __all__ = ["PRETRAINED_CLASSES", "LoadedModel", "load_model", "split_model_spec"]
