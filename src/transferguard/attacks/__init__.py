@@ -23,15 +23,27 @@ from .losses import (
 from .mdti import mi_di_ti_fgsm
 from .noise import uniform_noise
 from .pgd import pgd
-from .registry import ATTACKS, DEFAULT_EPS, SUITE, AttackEntry, transfer_suite
+from .registry import (
+    ATTACKS,
+    BUDGETS,
+    DEFAULT_EPS,
+    SUITE,
+    AttackBudget,
+    AttackEntry,
+    feature_mode,
+    suite_options,
+    transfer_suite,
+)
 from .transfer import craft_in_batches, predict, transfer_predictions
 from .tricks import TransferTricks, gaussian_kernel, input_diversity, smooth_gradient
 
 __all__ = [
     "ATTACKS",
+    "BUDGETS",
     "DEFAULT_EPS",
     "LOGIT_LOSSES",
     "SUITE",
+    "AttackBudget",
     "AttackEntry",
     "LinfThreat",
     "PerturbResult",
@@ -41,6 +53,7 @@ __all__ = [
     "eval_mode",
     "feature_attack",
     "feature_extractor",
+    "feature_mode",
     "feature_target_loss",
     "fgsm",
     "fgsm_sweep",
@@ -57,6 +70,7 @@ __all__ = [
     "predict",
     "smooth_gradient",
     "stage_split",
+    "suite_options",
     "targeted_ce_loss",
     "transfer_predictions",
     "transfer_suite",

@@ -10,7 +10,8 @@ option, including ``eps`` (8/255 in pixel units), has a default.
   :class:`AttackEntry` (callable, with metadata): the four above plus ``mi-di-ti-fgsm``,
   ``layer``, ``fia`` and ``ila``. Its ``"feature"`` entry tries **all** penultimate neurons
   (``neuron="best", candidates="all"``, 16 per batch) unless options say otherwise.
-  :func:`transfer_suite` lists what an audit should run.
+  :func:`transfer_suite` lists what an audit should run; :data:`BUDGETS` (``fast``,
+  ``thorough``) and :func:`suite_options` say how hard each entry tries.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ DEFAULT_EPS = 8 / 255
 
 
 def _fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, *,
-          eps: float = DEFAULT_EPS, targeted: bool = False) -> torch.Tensor:
+          eps: float = DEFAULT_EPS, targeted: bool = False,
+          generator: torch.Generator | None = None) -> torch.Tensor:
+    """FGSM draws nothing: ``generator`` is accepted (and unused) like every entry's."""
     return fgsm(model, x, y, eps, targeted=targeted)
 
 
@@ -134,6 +137,63 @@ SUITE: dict[str, AttackEntry] = _suite(
     AttackEntry("fia", _fia, "feature-importance-aware attack (masked-gradient weights)", needs_labels=False, feature_level=True),  # noqa: E501
     AttackEntry("ila", _ila, "ILA projection onto a reference adversarial direction", needs_labels=False, feature_level=True),  # noqa: E501
 )
+
+
+@dataclass(frozen=True)
+class AttackBudget:
+    """How hard the transfer suite tries (one setting per effort level, shared by audit and
+    experiments).
+
+    ``steps``: iterations of every iterative entry (PGD, MI-DI-TI-FGSM, layer, FIA, ILA, and the
+    audit's white-box PGD). ``feature_steps`` and ``candidates``: the penultimate-feature entry
+    (``candidates`` neurons ranked by mean clean activation; per image the one whose adversarial
+    features move farthest on the source is kept). ``fia_ensemble``: masked copies behind FIA's
+    feature importance.
+    """
+
+    name: str
+    steps: int
+    feature_steps: int
+    candidates: int
+    summary: str
+    fia_ensemble: int = 30
+
+    def with_overrides(self, steps: int | None = None, feature_steps: int | None = None,
+                       candidates: int | None = None) -> AttackBudget:
+        """This budget with any explicitly given setting replacing its own."""
+        return AttackBudget(self.name, steps if steps is not None else self.steps,
+                            feature_steps if feature_steps is not None else self.feature_steps,
+                            candidates if candidates is not None else self.candidates,
+                            self.summary, self.fia_ensemble)
+
+
+#: ``fast`` (the audit's default: 1,000 DTN-sized images at 3 ε in about 4 minutes on 2 CPU cores,
+#: benchmarks/RESULTS.md) and ``thorough`` (the papers' 40 iterations, 32 candidate neurons).
+BUDGETS: dict[str, AttackBudget] = {
+    "fast": AttackBudget("fast", steps=10, feature_steps=10, candidates=4, fia_ensemble=10,
+                         summary="10 iterations per attack, 4 candidate neurons, FIA over 10 "
+                                 "masked copies"),
+    "thorough": AttackBudget("thorough", steps=40, feature_steps=40, candidates=32,
+                             fia_ensemble=30,
+                             summary="40 iterations per attack, 32 candidate neurons, FIA over "
+                                     "30 masked copies"),
+}
+
+
+def feature_mode(model: nn.Module) -> str:
+    """``"pre"`` for models with uncapped pre-activation penultimate features (EfficientNet-Lite's
+    ReLU6 caps the post-activation ones at 6), else ``"post"``."""
+    return "pre" if callable(getattr(model, "forward_features_preact", None)) else "post"
+
+
+def suite_options(entry: AttackEntry, budget: AttackBudget, source: nn.Module) -> dict[str, Any]:
+    """The options a suite entry runs with under ``budget`` on ``source`` (besides ε, generator)."""
+    if entry.name == "feature":
+        return {"steps": budget.feature_steps, "candidates": budget.candidates,
+                "features": feature_mode(source), "batch_neurons": 4}
+    if entry.name == "fia":
+        return {"steps": budget.steps, "ensemble": budget.fia_ensemble}
+    return {"steps": budget.steps} if entry.iterative else {}
 
 
 def transfer_suite(shared_labels: bool) -> list[AttackEntry]:

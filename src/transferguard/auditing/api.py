@@ -9,7 +9,7 @@ any work), a context (:func:`_context`: models, data, audit images), and three r
   (:func:`transferguard.attacks.transfer_suite`) crafted on the source alone, at every ε: the
   noise control, FGSM/PGD/MI-DI-TI-FGSM with the true labels (only when the source's classes are
   the data's), and the label-free feature-level attacks (best-neuron penultimate feature, layer,
-  FIA, ILA), each under the :class:`AuditBudget` chosen (``fast`` or ``thorough``);
+  FIA, ILA), each under the :class:`attacks.AttackBudget` chosen (``fast`` or ``thorough``);
 * :func:`_white_box_rows` — FGSM and PGD crafted on each audited model itself (the reference of
   the transferability ``gamma = (a_black − a_white) / a_white``).
 
@@ -278,38 +278,6 @@ def _accuracy_warning(tgt: LoadedModel, measured: float) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class AuditBudget:
-    """How hard the audit's attacks try: iterations, candidate neurons, example images.
-
-    ``steps``: iterations of every iterative attack (PGD on the source and white-box, the suite's
-    MI-DI-TI-FGSM, layer, FIA and ILA attacks). ``feature_steps`` and ``candidates``: the
-    penultimate-feature attack (``candidates`` neurons ranked by mean clean activation, the best
-    per image kept, judged on the source alone).
-    """
-
-    name: str
-    steps: int
-    feature_steps: int
-    candidates: int
-    summary: str
-
-    def with_overrides(self, steps: int | None, feature_steps: int | None,
-                       candidates: int | None) -> AuditBudget:
-        """This budget with any explicitly given setting replacing its own."""
-        return AuditBudget(self.name, steps if steps is not None else self.steps,
-                           feature_steps if feature_steps is not None else self.feature_steps,
-                           candidates if candidates is not None else self.candidates, self.summary)
-
-
-#: ``fast`` (the default) fits 1,000 DTN-sized images at 3 ε in under 5 minutes on 2 CPU cores
-#: (benchmarks/RESULTS.md); ``thorough`` is the paper's 40-step attacks with 32 candidate neurons.
-BUDGETS: dict[str, AuditBudget] = {
-    "fast": AuditBudget("fast", steps=10, feature_steps=10, candidates=4,
-                        summary="10 iterations per attack, 4 candidate neurons"),
-    "thorough": AuditBudget("thorough", steps=40, feature_steps=40, candidates=32,
-                            summary="40 iterations per attack, 32 candidate neurons"),
-}
 #: Clean/adversarial pairs kept for the report's example grid.
 N_EXAMPLES = 6
 
@@ -320,7 +288,7 @@ class _Request:
 
     eps: list[float]
     verdict_eps: float
-    budget: AuditBudget
+    budget: attacks.AttackBudget
     out: Path | None
     device: torch.device
     batch_size: int
@@ -339,8 +307,8 @@ def _request(eps: Sequence[float] | str, verdict_eps: float, budget: str, *, ste
              limit: int | None, input_size: int | None,
              normalization: tuple[Sequence[float], Sequence[float]] | None,
              train_reference: str | None, reference_iterations: int) -> _Request:
-    if budget not in BUDGETS:
-        raise ConfigError(unknown_name("budget", budget, BUDGETS))
+    if budget not in attacks.BUDGETS:
+        raise ConfigError(unknown_name("budget", budget, attacks.BUDGETS))
     (v_eps,) = eps_list([verdict_eps])
     for name, value in (("reference_iterations", reference_iterations), ("pgd_steps", steps),
                         ("feature_steps", feature_steps), ("candidates", candidates),
@@ -367,7 +335,7 @@ def _request(eps: Sequence[float] | str, verdict_eps: float, budget: str, *, ste
         except OSError as exc:
             raise ConfigError(f"cannot create the output folder {out_dir}: {exc}") from None
     return _Request(sorted(set(eps_list(eps)) | {v_eps}), v_eps,
-                    BUDGETS[budget].with_overrides(steps, feature_steps, candidates), out_dir, dev,
+                    attacks.BUDGETS[budget].with_overrides(steps, feature_steps, candidates), out_dir, dev,
                     batch_size, seed, progress, limit, input_size, norm, train_reference,
                     reference_iterations)
 
@@ -454,7 +422,7 @@ def _context(req: _Request, source: str | nn.Module, target: str | nn.Module,
     b = req.budget
     notes.append(f"Attack budget `{b.name}`: {b.steps} iterations per iterative attack, "
                  f"feature attack {b.feature_steps} iterations over {b.candidates} candidate "
-                 "neurons.")
+                 f"neurons, FIA importance over {b.fia_ensemble} masked copies.")
     res = _Results(req.out, {"experiment": "audit", "task": dat.name, "seed": req.seed})
     ctx = _Context(req, src, tgt, dat, data_name, x, y, res, notes)
     if not ctx.label_attacks:
@@ -462,16 +430,12 @@ def _context(req: _Request, source: str | nn.Module, target: str | nn.Module,
                      f"{dat.num_classes}: the label-based transfer attacks (FGSM, PGD, "
                      "MI-DI-TI-FGSM with labels crafted on the source) were skipped; the "
                      "feature-level attacks need no labels and were run.")
-    if _feature_mode(src.model) == "pre":
+    if attacks.feature_mode(src.model) == "pre":
         notes.append("Feature attack on the source's pre-activation penultimate features "
                      "(its post-activation features are capped).")
     res.add("target", tgt.spec, tgt.arch, "none", 0.0, "verdict_eps", req.verdict_eps)
     ctx.audited.append(_Audited("target", tgt.spec, tgt.model))
     return ctx
-
-
-def _feature_mode(model: nn.Module) -> str:
-    return "pre" if callable(getattr(model, "forward_features_preact", None)) else "post"
 
 
 def _add_reference(ctx: _Context) -> None:
@@ -529,15 +493,6 @@ def _clean_rows(ctx: _Context) -> None:
     res.flush()
 
 
-def suite_options(entry: attacks.AttackEntry, budget: AuditBudget, source: nn.Module
-                  ) -> dict[str, Any]:
-    """The options the audit passes to a suite entry under ``budget`` (besides ε and generator)."""
-    if entry.name == "feature":
-        return {"steps": budget.feature_steps, "candidates": budget.candidates,
-                "features": _feature_mode(source), "batch_neurons": 4}
-    return {"steps": budget.steps} if entry.iterative else {}
-
-
 def _generator(seed: int, name: str, eps_index: int) -> torch.Generator:
     """An independent stream per (attack, ε): adding an attack leaves the others' draws alone."""
     return torch.Generator().manual_seed(seed * 7919 + eps_index * 104_729
@@ -563,7 +518,7 @@ def _source_rows(ctx: _Context) -> None:
             if entry.name == "fgsm":
                 adv = fgsm[e]
             else:
-                opts = {**suite_options(entry, req.budget, src), "eps": e,
+                opts = {**attacks.suite_options(entry, req.budget, src), "eps": e,
                         "generator": _generator(req.seed, entry.name, k)}
                 adv = ctx.craft(lambda xb, yb=None, f=entry, o=opts: f(src, xb, yb, **o),
                                 y if entry.needs_labels else None, f"{entry.name} ε={e:.4f}")
@@ -604,7 +559,7 @@ def audit(source: str | nn.Module, target: str | nn.Module,
 
     ``data`` is an image folder, an ``.npz`` or a registered domain (see
     :mod:`transferguard.auditing.loading`). ``eps`` are L∞ budgets in pixel units (a list, or a
-    string such as ``"1/255,8/255"``). ``budget`` (:data:`BUDGETS`: ``"fast"`` or
+    string such as ``"1/255,8/255"``). ``budget`` (:data:`attacks.BUDGETS`: ``"fast"`` or
     ``"thorough"``) sets the attacks' iterations and candidate neurons; ``pgd_steps`` (every
     iterative attack), ``feature_steps`` and ``candidates`` override it. ``input_size`` defaults
     to the size recorded in the target checkpoint, else the architecture's (32 for dtn/wrn, 224

@@ -39,6 +39,7 @@ from ..reports.common import (
     series_style,
     write_report,
 )
+from ..stats import Rate, gap_interval, wilson  # noqa: F401 - re-exported for the audit API
 
 if TYPE_CHECKING:
     import torch
@@ -49,7 +50,6 @@ MODERATE_GAP = 0.15
 #: The label-based and feature attacks the audit has always run; any other ``*-transfer``
 #: attack in the table (the transfer suite) counts for the worst case too.
 TRANSFER_ATTACKS = ("fgsm-transfer", "pgd-transfer", "feature-transfer")
-CONFIDENCE = 0.95
 LABELS = {"fgsm-transfer": "FGSM transfer", "pgd-transfer": "PGD transfer",
           "feature-transfer": "feature attack (source)", "noise": "noise control",
           "fgsm-white": "FGSM white-box", "pgd-white": "PGD white-box"}
@@ -77,34 +77,6 @@ def transfer_attacks(df: pd.DataFrame) -> list[str]:
     return sorted(names, key=lambda a: (a not in TRANSFER_ATTACKS, a))
 
 
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """95 % Wilson score interval of the proportion k/n (``(nan, nan)`` when n = 0)."""
-    if n <= 0:
-        return math.nan, math.nan
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
-@dataclass(frozen=True)
-class Rate:
-    """An attack success rate as k of n with its 95 % interval."""
-
-    k: int
-    n: int
-    low: float
-    high: float
-
-    @property
-    def value(self) -> float:
-        return self.k / self.n if self.n else math.nan
-
-    def text(self) -> str:
-        return (f"{pct(self.value)} ({self.k}/{self.n}, 95 % CI {pct(self.low)}–{pct(self.high)})"
-                if self.n else "n/a (no correctly classified image)")
-
-
 def rate(df: pd.DataFrame, method: str, attack: str, eps: float) -> Rate | None:
     """k/n of an attack on ``method``: from the count rows, else from ASR × correct images."""
     n = _value(df, method, attack, eps, "n_correct")
@@ -117,16 +89,7 @@ def rate(df: pd.DataFrame, method: str, attack: str, eps: float) -> Rate | None:
             return None
         n = round(acc * n_img)
         k = round(asr * n)
-    return Rate(int(k), int(n), *wilson(int(k), int(n)))
-
-
-def gap_interval(attack: Rate, noise: Rate) -> tuple[float, float]:
-    """Newcombe's hybrid score 95 % interval of attack − noise from the two Wilson intervals."""
-    p1, p2 = attack.value, noise.value
-    d = p1 - p2
-    lo = d - math.sqrt((p1 - attack.low) ** 2 + (noise.high - p2) ** 2)
-    hi = d + math.sqrt((attack.high - p1) ** 2 + (p2 - noise.low) ** 2)
-    return lo, hi
+    return Rate.of(int(k), int(n))
 
 
 def band(low: float, high: float) -> str:

@@ -10,16 +10,24 @@ Rows per target: ``clean_acc``; ``asr`` and ``adv_acc_cond`` for the feature att
 control (at the plan's ε, then at every ε of its optional ``eps_sweep``, a sensitivity analysis the
 reports keep apart from the paper's claims); ``weight_distance`` and ``feature_distance`` to the
 source (Figure 1); ``feature_loss`` (the feature-distillation loss on the training data, Table 7).
+
+A plan with a ``suite`` entry (``{"budget": "fast" | "thorough"}``, e.g. ``reno-adaptive``) also
+runs every attack of the registry's transfer suite (:func:`transferguard.attacks.transfer_suite`:
+the label-based ones only when the source's classes are the target's) at the plan's ε, crafted
+on the source alone under that budget, as ``NAME-transfer`` rows with the counts ``n_correct`` /
+``n_fooled`` behind each ASR (also for the paper's attack and the noise control).
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import asdict
 from typing import Any
 
 import torch
 
+from .. import attacks
 from ..attacks import feature_attack, predict, transfer_predictions, uniform_noise
 from ..evaluation import (
     adversarial_accuracy,
@@ -51,15 +59,20 @@ def make_plan(name: str, scale: str, seeds: int, *, source: dict[str, Any], arch
               targets: list[DataSpec], methods: list[dict[str, Any]], attack: dict[str, Any],
               n_test: int | None = None, distances: bool = True, feature_loss: bool = False,
               archs: list[str] | None = None, eps_sweep: list[float] | None = None,
-              notes: str = "") -> dict[str, Any]:
+              suite: str | None = None, notes: str = "") -> dict[str, Any]:
     """A JSON-serialisable plan for :func:`run_method_grid`.
 
     ``eps_sweep``: further ε (pixel units) at which the same attack and noise are evaluated too.
+    ``suite``: an attack budget name (:data:`transferguard.attacks.BUDGETS`); the transfer
+    suite then runs too, at the plan's ε.
     """
-    return {"experiment": name, "scale": scale, "seeds": list(range(seeds)), "source": source,
+    plan = {"experiment": name, "scale": scale, "seeds": list(range(seeds)), "source": source,
             "arch": arch, "archs": archs or [arch], "targets": [asdict(t) for t in targets],
             "methods": methods, "attack": attack, "eps_sweep": list(eps_sweep or []),
             "n_test": n_test, "distances": distances, "feature_loss": feature_loss, "notes": notes}
+    if suite is not None:  # only then: the other experiments' plans (and cache keys) stay as they were
+        plan["suite"] = {"budget": suite, **asdict(attacks.BUDGETS[suite])}
+    return plan
 
 
 def source_spec(plan: dict[str, Any], arch: str, seed: int) -> ModelSpec:
@@ -112,6 +125,44 @@ def _crafted(runner: Any, plan: dict[str, Any], src: ModelSpec, data: DataSpec, 
                            "attack": atk, "n": plan["n_test"], "seed": seed}, craft)
 
 
+def shares_labels(runner: Any, plan: dict[str, Any], data: DataSpec) -> bool:
+    """The source was trained on the same classes as ``data`` (label-based attacks apply)."""
+    src = plan["source"]
+    if src["kind"] == PRETRAINED:
+        return False
+    return list(runner.domain(DataSpec(**src["data"])).classes) == list(runner.domain(data).classes)
+
+
+def _suite_crafted(runner: Any, plan: dict[str, Any], src: ModelSpec, data: DataSpec,
+                   entry: attacks.AttackEntry, seed: int) -> torch.Tensor:
+    """One suite attack's batch on ``data``'s test images, crafted on the source under the plan's
+    budget (an own random stream per attack; a public source gives every seed the same batch)."""
+    suite = plan["suite"]
+    budget = attacks.AttackBudget(**{k: v for k, v in suite.items() if k != "budget"})
+    eps = float(plan["attack"]["eps"])
+    public = plan["source"]["kind"] == PRETRAINED
+    draw_seed = (0 if public else seed) * 7919 + zlib.crc32(entry.name.encode()) % 100_003
+
+    def craft() -> torch.Tensor:
+        x, y = _test(runner, data, plan["n_test"])
+        model, _ = runner.model(src)
+        opts = {**attacks.suite_options(entry, budget, model), "eps": eps,
+                "generator": torch.Generator().manual_seed(draw_seed)}
+        bs = int(plan["attack"].get("batch_size", 64))
+        return attacks.craft_in_batches(lambda xb, yb=None: entry(model, xb, yb, **opts), x,
+                                        y if entry.needs_labels else None, bs, False,
+                                        device=runner.device, desc=entry.name)
+
+    return runner.crafted({"kind": f"suite:{entry.name}", "source": src.key(),
+                           "test": data.test_identity(), "eps": eps, "budget": suite,
+                           "n": plan["n_test"], "seed": None if public else seed}, craft)
+
+
+def _counts(clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor) -> list[tuple[str, float]]:
+    correct = clean == y
+    return [("n_correct", int(correct.sum())), ("n_fooled", int((correct & (adv != y)).sum()))]
+
+
 def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec,
                     row: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     tgt = target_spec(plan, arch, data, row, seed)
@@ -120,7 +171,8 @@ def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec
     sweep = [float(e) for e in plan.get("eps_sweep") or []]
     unit = {"unit": "paper2-eval", "target": tgt.key(), "source": src.key(), "attack": plan["attack"],
             "n": plan["n_test"], "distances": plan["distances"], "feature_loss": plan["feature_loss"],
-            "seed": seed, **({"eps_sweep": sweep} if sweep else {})}
+            "seed": seed, **({"eps_sweep": sweep} if sweep else {}),
+            **({"suite": plan["suite"]} if plan.get("suite") else {})}
 
     def compute() -> list[dict[str, Any]]:
         model, _ = runner.model(tgt)
@@ -134,6 +186,19 @@ def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec
                 rows.append(_row(kind, eps, "asr", attack_success_rate(clean, adv, y)))
                 rows.append(_row(kind, eps, "adv_acc_cond",
                                  adversarial_accuracy(clean, adv, y, convention="conditional")))
+                if plan.get("suite") and eps == plan["attack"]["eps"]:
+                    rows += [_row(kind, eps, m, v) for m, v in _counts(clean, adv, y)]
+        if plan.get("suite"):
+            eps = float(plan["attack"]["eps"])
+            rows.append(_row("none", 0.0, "n_classes", len(runner.domain(data).classes)))
+            for entry in attacks.transfer_suite(shares_labels(runner, plan, data)):
+                if entry.control:  # the noise control is already there
+                    continue
+                adv_x = _suite_crafted(runner, plan, src, data, entry, seed)
+                adv = transfer_predictions(adv_x.to(runner.device), {"t": model})["t"].cpu()
+                name = f"{entry.name}-transfer"
+                rows.append(_row(name, eps, "asr", attack_success_rate(clean, adv, y)))
+                rows += [_row(name, eps, m, v) for m, v in _counts(clean, adv, y)]
         if plan["distances"] or plan["feature_loss"]:
             source, _ = runner.model(src)
             dom = runner.domain(data)

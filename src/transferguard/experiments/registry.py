@@ -108,10 +108,17 @@ _TABLE: dict[str, list[tuple[str, str, tuple[Any, ...]]]] = {
          ("table7_plan",)),
         ("reno-fig4", "Paper 2 Fig. 4: sweeping DELTA's λ_feat never reaches Renofeation's "
          "robustness", ("fig4_plan",)),
+        ("reno-adaptive", "Paper 2's open question: does Renofeation stay robust under the "
+         "strongest transfer-suite attacks? (3 seeds)", ("adaptive_plan",)),
     ],
 }
+
+#: Experiments whose claims are tested over seeds with intervals (their default seed count).
+_SEEDS = {"reno-adaptive": {"offline": 3, "paper": 5}}
+_OWN_REPORT = {"reno-adaptive": f"{_PKG}.reports.adaptive:build_report"}
 
 for _paper, _rows in _TABLE.items():
     for _name, _summary, (_plan, *_extra) in _rows:
         register(Experiment(_name, _summary, _paper, Lazy(f"{_SPECS[_paper]}:{_plan}", *_extra),
-                            Lazy(_RUN[_paper]), Lazy(_REPORT[_paper])))
+                            Lazy(_RUN[_paper]), Lazy(_OWN_REPORT.get(_name, _REPORT[_paper])),
+                            **({"default_seeds": _SEEDS[_name]} if _name in _SEEDS else {})))

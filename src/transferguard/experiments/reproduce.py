@@ -159,6 +159,7 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
         behind = models_behind(runner)
         _link_checkpoints(runner.store, behind, out_dir)
         report = exp.report(df, out_dir, plan)
+        write_findings(name, report.findings, out_dir)
         n_models, train_s = training_cost(behind)
         elapsed = time.perf_counter() - t0  # computing, checkpoint links and report figures
         run = {"experiment": name, "scale": scale, "seeds": n_seeds,
@@ -189,6 +190,14 @@ def _n_seeds(plan: dict[str, Any]) -> int:
     if not isinstance(seeds, list) or not seeds:
         raise ConfigError("spec.json names no seeds")
     return len(seeds)
+
+
+def write_findings(name: str, findings: Any, out_dir: Path) -> Path:
+    """``findings.csv`` beside ``results.csv``: one row per claim (verdict, effect, 95 % CI)."""
+    from ..reports.common import findings_frame
+
+    frame = findings_frame(name, findings)
+    return atomic_write(out_dir / "findings.csv", lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Path]:
@@ -229,6 +238,7 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
                "counters": None, "models": None, "train_seconds": None}
     atomic_write_json(out_dir / "spec.json", plan)
     report = exp.report(df, out_dir, plan)
+    write_findings(name, report.findings, out_dir)
     run = {**run, "claims": report.claims(), "report_rebuilt": _utc_now()}
     atomic_write_json(out_dir / RUN_RECORD, run)
     write_report(out_dir, report.markdown + footer_markdown(run), f"transferguard {name}")
@@ -239,8 +249,10 @@ def _index_row(name: str, summary: str, run: dict[str, Any]) -> tuple[str, float
     """The index table's row of one experiment and its recorded wall time (NaN if unknown)."""
     claims = run.get("claims")
     held = f"{claims['held']} / {claims['total']}" if claims else "–"
-    if claims and claims["unchecked"]:
-        held += f" ({claims['unchecked']} not checkable)"
+    if claims and claims.get("inconclusive"):
+        held += f" ({claims['inconclusive']} inconclusive)"
+    if claims and claims["unchecked"] - claims.get("inconclusive", 0):
+        held += f" ({claims['unchecked'] - claims.get('inconclusive', 0)} not checkable)"
     alone = (f"{run['train_seconds']:.0f} ({run['models']} models)"
              if run.get("train_seconds") is not None else "–")
     secs = float(run["elapsed_s"]) if run.get("elapsed_s") is not None else math.nan

@@ -275,27 +275,64 @@ def bar_plot(df: pd.DataFrame, *, path: Path, **kwargs: Any) -> Path:
 
 @dataclass
 class Finding:
-    """One claim of a paper checked against our numbers."""
+    """One claim of a paper checked against our numbers.
+
+    ``held``: True / False, or None when the run cannot decide it. Claims decided by a
+    pre-specified test (:mod:`transferguard.stats`) carry their ``effect`` with its 95 %
+    interval, the number of ``seeds`` and of test images, and ``inconclusive=True`` when the
+    interval decides neither way (``held`` is then None, but the claim was checkable).
+    """
 
     claim: str
-    held: bool | None  # None: could not be checked on this run
+    held: bool | None  # None: inconclusive, or could not be checked on this run
     evidence: str
     #: True for claims that compare attack success (used to re-check them at other budgets).
     about_attack: bool = False
+    effect: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    seeds: int = 0
+    n_images: int = 0
+    inconclusive: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """``held``, ``did not hold``, ``inconclusive`` or ``not checkable``."""
+        if self.held is True:
+            return "held"
+        if self.held is False:
+            return "did not hold"
+        return "inconclusive" if self.inconclusive else "not checkable"
 
     def markdown(self) -> str:
-        mark = {True: "**held**", False: "**did not hold**", None: "**not checked**"}[self.held]
+        mark = {"held": "**held**", "did not hold": "**did not hold**",
+                "inconclusive": "**inconclusive**", "not checkable": "**not checked**"}[self.verdict]
         return f"- {mark} — {self.claim}  \n  Evidence: {self.evidence}"
 
 
+#: Columns of ``findings.csv``: one row per claim of a run.
+FINDING_COLUMNS = ["experiment", "claim", "verdict", "effect", "ci_low", "ci_high", "seeds",
+                   "n_images"]
+
+
+def findings_frame(experiment: str, findings: Sequence[Finding]) -> pd.DataFrame:
+    """The findings of one run as the rows of ``findings.csv``."""
+    return pd.DataFrame([{"experiment": experiment, "claim": f.claim, "verdict": f.verdict,
+                          "effect": f.effect, "ci_low": f.ci_low, "ci_high": f.ci_high,
+                          "seeds": f.seeds, "n_images": f.n_images} for f in findings],
+                        columns=FINDING_COLUMNS)
+
+
 def claim_counts(findings: Sequence[Finding]) -> dict[str, int]:
-    """How many claims held, failed, could not be checked, and in total.
+    """How many claims held, failed, were inconclusive or could not be checked, and in total.
 
     The one place that counts: the report's summary line and a run's ``run.json`` both use it.
+    ``unchecked`` counts both undecided kinds; ``inconclusive`` the checkable ones among them.
     """
     held = sum(f.held is True for f in findings)
     failed = sum(f.held is False for f in findings)
     return {"held": held, "failed": failed, "unchecked": len(findings) - held - failed,
+            "inconclusive": sum(f.verdict == "inconclusive" for f in findings),
             "total": len(findings)}
 
 
@@ -303,8 +340,10 @@ def findings_markdown(findings: Sequence[Finding]) -> str:
     """The summary line of :func:`claim_counts` followed by every finding with its evidence."""
     c = claim_counts(findings)
     head = f"{c['held']} of {c['total']} claims held on this run, {c['failed']} did not"
-    if c["unchecked"]:
-        head += f", {c['unchecked']} could not be checked"
+    if c["inconclusive"]:
+        head += f", {c['inconclusive']} inconclusive"
+    if c["unchecked"] - c["inconclusive"]:
+        head += f", {c['unchecked'] - c['inconclusive']} could not be checked"
     return head + ".\n\n" + "\n".join(f.markdown() for f in findings)
 
 
