@@ -135,6 +135,10 @@ class Settings:
     #: Training rows get more repetitions: an EfficientNet call is only 3 steps (~1 s), and with
     #: 4 repetitions its paired ratio swung between 0.94 and 1.02 on a quiet machine.
     train_reps: int = 10
+    #: ``audit`` group: images of the timed default audit (None: the whole 1,000-image mnist5k
+    #: test split) and of the thorough-vs-fast subset.
+    audit_images: int | None = None
+    audit_subset: int = 100
     #: Use torchattacks as the per-ε loop (else the bare stand-in), installing it when missing.
     use_torchattacks: bool = True
     install_torchattacks: bool = True
@@ -142,7 +146,7 @@ class Settings:
     @classmethod
     def quick(cls) -> Settings:
         return cls(reps=2, warmup=1, train_reps=2, fgsm_batch=64, pgd_batch=16, pgd_steps=10, dtn_steps=3,
-                   dtn_batch=64, eff_steps=2, eff_batch=8)
+                   dtn_batch=64, eff_steps=2, eff_batch=8, audit_images=40, audit_subset=16)
 
 
 # ------------------------------------------------------------------------------ helpers

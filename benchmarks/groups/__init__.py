@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import demo, fgsm_sweep, pgd, startup, train
+from . import audit, demo, fgsm_sweep, pgd, startup, train
 
 GROUPS: dict[str, ModuleType] = {
     "fgsm_sweep": fgsm_sweep,
@@ -23,4 +23,5 @@ GROUPS: dict[str, ModuleType] = {
     "train": train,
     "startup": startup,
     "demo": demo,
+    "audit": audit,
 }

@@ -72,13 +72,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     kwargs = dict(scale=args.scale, seeds=args.seeds, out=args.out, store=args.store,
                   device=args.device, progress=not args.quiet, data_root=args.data_root,
                   backend=args.backend, workers=args.workers, address=args.address,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, first_seed=args.first_seed)
     if args.name == "all":
         df, out = reproduce_all(**kwargs)
     else:
         df, out = reproduce(args.name, **kwargs)
     print(f"{len(df)} result rows → {out / 'results.csv'}")
     print(f"report → {out / 'report.md'} and {out / 'report.html'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print how many of the claims decided in both runs got the same verdict."""
+    from .experiments.compare import compare
+
+    print(compare(args.run_a, args.run_b).summary())
     return 0
 
 
@@ -342,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "papers' datasets (--data-root) and budgets, for a GPU")
     r.add_argument("--seeds", type=int, default=None,
                    help="number of seeds (default: the experiment's own)")
+    r.add_argument("--first-seed", type=int, default=0,
+                   help="run seeds K … K+N−1 (an independent replication: give a second run "
+                        "disjoint seeds, then `transferguard compare` the two)")
     r.add_argument("--out", default=None, help="run folder (default runs/NAME-SCALE)")
     r.add_argument("--store", default=None,
                    help="model/evaluation cache (default $TRANSFERGUARD_STORE or "
@@ -417,6 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .auditing.cli import add_audit_parser
 
     add_audit_parser(sub, common).formatter_class = _Formatter
+
+    c = command("compare", "do two runs reach the same verdicts? (agreement of their findings)",
+                description="Match the claims of two run folders (each with findings.csv, or "
+                            "an `all` folder of runs) and report how many verdicts decided in "
+                            "both agree, and how many stayed inconclusive.")
+    c.add_argument("run_a", metavar="RUN_A", help="a run folder (reproduce --out)")
+    c.add_argument("run_b", metavar="RUN_B", help="another run folder, e.g. with --first-seed")
+    c.set_defaults(func=cmd_compare)
     return p
 
 

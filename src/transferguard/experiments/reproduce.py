@@ -66,9 +66,31 @@ def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def command_line(name: str, scale: str, seeds: int) -> str:
+def command_line(name: str, scale: str, seeds: int, first_seed: int = 0) -> str:
     """The command that reproduces a run, as its report quotes it."""
-    return f"transferguard reproduce {name} --scale {scale} --seeds {seeds}"
+    return (f"transferguard reproduce {name} --scale {scale} --seeds {seeds}"
+            + (f" --first-seed {first_seed}" if first_seed else ""))
+
+
+def shift_seeds(plan: Any, first_seed: int) -> Any:
+    """The plan with every ``seeds`` list ``[0, …, n−1]`` replaced by ``[K, …, K+n−1]``.
+
+    Plans are built for seeds 0…n−1; an independent run with disjoint seeds is the same plan
+    shifted (``--first-seed K``). With ``first_seed`` 0 the plan is returned unchanged.
+    """
+    if not first_seed:
+        return plan
+    if isinstance(plan, dict):
+        return {k: ([int(s) + first_seed for s in v] if k == "seeds" and isinstance(v, list)
+                    else shift_seeds(v, first_seed)) for k, v in plan.items()}
+    if isinstance(plan, list):
+        return [shift_seeds(v, first_seed) for v in plan]
+    return plan
+
+
+def _first_seed(plan: dict[str, Any]) -> int:
+    seeds = plan.get("seeds", (plan.get("families") or [{}])[0].get("seeds"))
+    return int(min(seeds)) if isinstance(seeds, list) and seeds else 0
 
 
 def footer_markdown(run: dict[str, Any]) -> str:
@@ -120,8 +142,11 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
               out: str | os.PathLike | None = None, store: str | os.PathLike | None = None,
               device: str = "auto", progress: bool = True, data_root: str | None = None,
               backend: str = "local", workers: int | None = None, address: str | None = None,
-              overwrite: bool = False) -> tuple[pd.DataFrame, Path]:
+              overwrite: bool = False, first_seed: int = 0) -> tuple[pd.DataFrame, Path]:
     """Run experiment ``name`` and write its run folder; return (results, run folder).
+
+    ``seeds`` seeds starting at ``first_seed`` (default 0): two runs with disjoint seeds are two
+    independent replications (compare them with :func:`transferguard.experiments.compare.compare`).
 
     Re-running the same plan into its folder is allowed (finished work comes from the store, so
     the table is the same); a folder that holds a run of another plan (other seeds, scale or
@@ -137,6 +162,8 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
     n_seeds = seeds if seeds is not None else exp.default_seeds[scale]
     if n_seeds < 1:
         raise ConfigError("--seeds must be at least 1")
+    if first_seed < 0:
+        raise ConfigError("--first-seed must be at least 0")
     out_dir = run_folder(name, scale, out)
     out_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out_dir / "run.log", encoding="utf-8")
@@ -146,7 +173,7 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
     prev_level = root.level
     root.setLevel(logging.INFO)
     try:
-        plan = exp.plan(scale, n_seeds)
+        plan = shift_seeds(exp.plan(scale, n_seeds), first_seed)
         if not overwrite:
             _refuse_other_run(out_dir, name, plan)
         atomic_write_json(out_dir / "spec.json", plan)
@@ -163,7 +190,8 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
         n_models, train_s = training_cost(behind)
         elapsed = time.perf_counter() - t0  # computing, checkpoint links and report figures
         run = {"experiment": name, "scale": scale, "seeds": n_seeds,
-               "command": command_line(name, scale, n_seeds), "finished": _utc_now(),
+               **({"first_seed": first_seed} if first_seed else {}),
+               "command": command_line(name, scale, n_seeds, first_seed), "finished": _utc_now(),
                "elapsed_s": round(elapsed, 3), "counters": dict(runner.counters),
                "models": n_models, "train_seconds": round(train_s, 3), "claims": report.claims()}
         atomic_write_json(out_dir / RUN_RECORD, run)  # first: a report.md implies its run.json
@@ -224,7 +252,8 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
     except (ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"{out_dir}: unreadable spec.json or results.csv: {exc}") from None
     scale, n_seeds = stored.get("scale", "offline"), _n_seeds(stored)
-    plan = json.loads(json.dumps(exp.plan(scale, n_seeds), default=str))
+    first = _first_seed(stored)
+    plan = json.loads(json.dumps(shift_seeds(exp.plan(scale, n_seeds), first), default=str))
     if _without_notes(plan) != _without_notes(stored):
         raise ConfigError(f"the {name} plan changed since the run in {out_dir}; its results no "
                           "longer match the code: re-run without --report-only")
@@ -234,7 +263,8 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
         log.warning("%s has neither run.json nor a report footer: its wall time and training cost "
                     "are unknown", out_dir)
         run = {"experiment": name, "scale": scale, "seeds": n_seeds,
-               "command": command_line(name, scale, n_seeds), "finished": None, "elapsed_s": None,
+               "command": command_line(name, scale, n_seeds, first), "finished": None,
+               "elapsed_s": None,
                "counters": None, "models": None, "train_seconds": None}
     atomic_write_json(out_dir / "spec.json", plan)
     report = exp.report(df, out_dir, plan)
@@ -314,7 +344,9 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
              "every row was computed by the same `reproduce all`. Index rebuilt with "
              "`--report-only` from the runs' recorded times." if report_only else
              f"Total wall time: {total / 60:.1f} min. Produced by `transferguard reproduce all "
-             f"--scale {scale}`" + (f" --seeds {seeds}" if seeds else "") + ".")])
+             f"--scale {scale}`" + (f" --seeds {seeds}" if seeds else "")
+             + (f" --first-seed {kwargs['first_seed']}" if kwargs.get("first_seed") else "")
+             + ".")])
         write_report(out_dir, md_all, f"transferguard all ({scale})")
     return pd.concat(frames, ignore_index=True), out_dir
 
