@@ -156,3 +156,39 @@ def test_in_memory_api_rejects_what_it_cannot_audit(files):
         audit(torch.nn.Linear(3, 3), files["target"], (files["x"], files["y"]), **FAST)
     with pytest.raises(DataError, match="labels"):
         audit(files["source"], files["target"], (files["x"], files["y"][:3]), **FAST)
+
+
+def test_report_shows_example_images_of_the_verdicts_attack(files, tmp_path):
+    out = tmp_path / "ex"
+    df = audit(files["source"], files["target"], (files["x"], files["y"]), eps=[8 / 255],
+               out=out, **FAST)
+    assert (out / "examples.png").stat().st_size > 0
+    md = (out / "report.md").read_text()
+    worst = exposure_of(df, "target", 8 / 255).attack
+    assert "## Example images" in md and "![Example images](examples.png)" in md
+    from transferguard.auditing.report import label
+
+    assert label(worst) in md.split("## Example images", 1)[1]
+
+
+def test_budget_names_its_settings_and_explicit_options_override_it(files):
+    from transferguard.attacks import BUDGETS, SUITE, suite_options
+    from transferguard.errors import ConfigError
+
+    fast, thorough = BUDGETS["fast"], BUDGETS["thorough"]
+    assert fast.steps < thorough.steps and fast.candidates < thorough.candidates
+    src = files["source"]
+    assert suite_options(SUITE["feature"], fast, src) == {
+        "steps": fast.feature_steps, "candidates": fast.candidates, "features": "post",
+        "batch_neurons": 4}
+    assert suite_options(SUITE["fia"], thorough, src) == {"steps": thorough.steps,
+                                                          "ensemble": thorough.fia_ensemble}
+    assert suite_options(SUITE["fgsm"], thorough, src) == {}
+    assert fast.with_overrides(steps=3).steps == 3 and fast.with_overrides().candidates == 4
+    with pytest.raises(ConfigError, match="did you mean 'fast'"):
+        audit(src, files["target"], (files["x"], files["y"]), budget="fats", **FAST)
+    df = audit(src, files["target"], (files["x"][:6], files["y"][:6]), eps=[8 / 255],
+               budget="thorough", **FAST)
+    note = next(n for n in df.attrs["notes"] if n.startswith("Attack budget"))
+    # the explicit FAST options (1 step, 1 candidate) override the thorough budget's
+    assert "`thorough`: 1 iterations" in note and "over 1 candidate" in note
