@@ -278,8 +278,10 @@ def _accuracy_warning(tgt: LoadedModel, measured: float) -> str | None:
     return None
 
 
-#: Clean/adversarial pairs kept for the report's example grid.
+#: Clean/adversarial pairs shown in the report's example grid, picked from the first
+#: ``EXAMPLE_POOL`` audit images (fooled ones first), whose adversarial versions are kept.
 N_EXAMPLES = 6
+EXAMPLE_POOL = 32
 
 
 @dataclass(frozen=True)
@@ -523,7 +525,7 @@ def _source_rows(ctx: _Context) -> None:
                 adv = ctx.craft(lambda xb, yb=None, f=entry, o=opts: f(src, xb, yb, **o),
                                 y if entry.needs_labels else None, f"{entry.name} ε={e:.4f}")
             if abs(e - req.verdict_eps) < 1e-12:
-                ctx.examples[name] = adv[:N_EXAMPLES].clone()
+                ctx.examples[name] = adv[:EXAMPLE_POOL].clone()
             _attack_rows(ctx.res, ctx.audited, ctx.tgt.arch, name, e, lambda _a, v=adv: v, y,
                          req.batch_size)
         ctx.res.flush()
@@ -622,12 +624,15 @@ def _examples(ctx: _Context, df: pd.DataFrame) -> Examples | None:
     ex = exposure_of(df, "target", ctx.req.verdict_eps)
     if not ex.attack or ex.attack not in ctx.examples:
         return None
-    n = min(N_EXAMPLES, len(ctx.y))
-    clean, adv = ctx.x[:n], ctx.examples[ex.attack][:n]
-    model = ctx.tgt.model
-    return Examples(ex.attack, ctx.req.verdict_eps, clean, adv, ctx.y[:n],
-                    attacks.predict(model, clean, batch_size=n),
-                    attacks.predict(model, adv, batch_size=n), list(ctx.data.classes))
+    pool = ctx.examples[ex.attack]
+    clean, y, model = ctx.x[:len(pool)], ctx.y[:len(pool)], ctx.tgt.model
+    clean_pred = attacks.predict(model, clean, batch_size=len(pool))
+    adv_pred = attacks.predict(model, pool, batch_size=len(pool))
+    fooled = (clean_pred == y) & (adv_pred != y)
+    order = torch.cat([torch.nonzero(fooled).flatten(), torch.nonzero(~fooled).flatten()])
+    pick = torch.sort(order[:N_EXAMPLES]).values  # fooled images first, shown in data order
+    return Examples(ex.attack, ctx.req.verdict_eps, clean[pick], pool[pick], y[pick],
+                    clean_pred[pick], adv_pred[pick], list(ctx.data.classes))
 
 
 def _fgsm_sweep(model: TGModel, x: torch.Tensor, y: torch.Tensor, eps_list: list[float],

@@ -209,7 +209,7 @@ def examples_figure(ex: Examples) -> plt.Figure:
     """Two rows (clean above, adversarial below) of images titled with the target's prediction;
     a wrong prediction is written in red."""
     n = len(ex.labels)
-    fig, axes = plt.subplots(2, n, figsize=(1.5 * n + 0.6, 3.7), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(1.5 * n + 0.6, 4.1), squeeze=False)
 
     def name(i: int) -> str:
         i = int(i)
@@ -225,14 +225,14 @@ def examples_figure(ex: Examples) -> plt.Figure:
             ax.set_xticks([])
             ax.set_yticks([])
             wrong = int(pred) != int(ex.labels[j])
-            ax.set_title(f"{'→ ' if r else ''}{name(pred)}", fontsize=8,
+            head = f"true {name(ex.labels[j])}\n" if r == 0 else ""
+            ax.set_title(f"{head}→ {name(pred)}", fontsize=8,
                          color="#c0392b" if wrong else "black")
-        axes[0][j].set_xlabel(f"true: {name(ex.labels[j])}", fontsize=7)
     axes[0][0].set_ylabel("clean", fontsize=8)
     axes[1][0].set_ylabel(f"{label(ex.attack)}\nε = {fmt_eps(ex.eps)}", fontsize=8)
     fig.suptitle("Target's predictions on clean images and on the strongest source attack "
                  "(red: wrong)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.6)
     return fig
 SOURCE_ATTACKS = ("feature-transfer", "pgd-transfer", "fgsm-transfer", "noise")
 
@@ -375,10 +375,11 @@ def write_audit_report(df: pd.DataFrame, out_dir: Path, *, source: str, target: 
         fooled = int(((examples.clean_pred == examples.labels)
                       & (examples.adv_pred != examples.labels)).sum())
         md += ["## Example images", "",
-               f"The first {len(examples.labels)} audit images, clean and under "
-               f"{label(examples.attack)} at ε = {fmt_eps(examples.eps)} (the verdict's attack), "
-               f"with the target's predictions: it changes {fooled} correct prediction(s) of "
-               f"these {len(examples.labels)}.", "", "![Example images](examples.png)", ""]
+               f"{len(examples.labels)} audit images (those among the first 32 that the attack "
+               f"fools come first), clean and under {label(examples.attack)} at "
+               f"ε = {fmt_eps(examples.eps)} (the verdict's attack), with the target's "
+               f"predictions: {fooled} of these {len(examples.labels)} correct predictions "
+               "change.", "", "![Example images](examples.png)", ""]
     refs = [m for m in methods if m.startswith("reference:")]
     if refs:
         shown = _source_attacks(asr.attack)
