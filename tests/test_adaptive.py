@@ -89,10 +89,10 @@ def test_worst_case_is_the_strongest_attack_and_near_chance_models_are_not_check
     df = pd.DataFrame(rows)
     assert adaptive.worst_attack(df, "renofeation") == "layer-transfer"
     assert adaptive.worst_attack(df, "fine-tune") == "feature"
-    found = {f.claim.split("] ", 1)[1][:40]: f for f in adaptive.check_claims(df, "x", 0.1)}
-    ft = next(f for k, f in found.items() if "fine-tuning" in f.claim)
+    found = adaptive.check_claims(df, "x", 0.1)
+    ft = next(f for f in found if "fine-tuning" in f.claim)
     assert ft.verdict == "held" and ft.effect == pytest.approx(9 / 50 - 30 / 50)
-    retrain = next(f for f in found.values() if "re-training" in f.claim)
+    retrain = next(f for f in found if "re-training" in f.claim)
     assert retrain.verdict == "not checkable" and "chance" in retrain.evidence
 
 

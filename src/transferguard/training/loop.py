@@ -18,6 +18,11 @@ Determinism and resume: the data order comes from a dedicated ``torch.Generator`
 With ``checkpoint_path`` every evaluation atomically saves weights, optimizer, RNG and data-order
 states, best-so-far and history, so a killed run restarted with the same config continues
 bit-identically (on the same device and thread settings).
+
+Structure: :func:`fit` checks its inputs and resolves the stages (``_prepare``), builds a
+:class:`TrainState` (everything a checkpoint saves), resumes it (``_Checkpointer``), runs
+``_train_loop`` (``_step``, ``_evaluate_step``, ``_select``, ``_enter_swa``) and ends with
+``_finish`` (``_finish_swa`` or the best weights).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +46,9 @@ from ..models.base import TGModel
 from ..utils import resolve_device
 from .config import SWAConfig, TrainConfig, lr_factor
 from .state import STATE_FORMAT, load_state, save_state
+
+if TYPE_CHECKING:
+    from ..methods.base import TransferMethod
 
 log = logging.getLogger(__name__)
 
@@ -118,18 +126,44 @@ class _Batches:
         self.epoch = int(state["epoch"])
 
 
-def _method_fingerprint(method: Any) -> str:
+def _method_fingerprint(method: TransferMethod) -> str:
     return json.dumps({"name": method.name, **method.options()}, sort_keys=True, default=str)
 
 
-def fit(model: TGModel, method: Any, train: Split, val: Split | None, config: TrainConfig, *,
-        teacher: TGModel | None = None, on_step: StepHook | None = None) -> TrainResult:
-    """Train ``model`` (already :meth:`~TransferMethod.prepare`-d) with ``method`` on ``train``.
+# ---------------------------------------------------------------------------- one call's setup
+@dataclass
+class _Run:
+    """What a :func:`fit` call fixes at its start and never saves: inputs, device and stage plan."""
 
-    ``val`` drives early stopping and best-weight selection (None or empty: keep the last
-    weights). ``teacher`` (the frozen source model) is required when ``method.needs_teacher``.
-    Returns a :class:`TrainResult`; the model is trained in place and returned in eval mode.
-    """
+    model: TGModel
+    method: TransferMethod
+    train: Split
+    val: Split | None
+    config: TrainConfig
+    teacher: TGModel | None
+    device: torch.device
+    main_total: int
+    swa_cfg: SWAConfig | None
+    swa_iters: int
+    swa_lr: float
+    swa_every: int
+    per_epoch: int
+    eval_every: int
+    #: :func:`transferguard.attacks.pgd` when adversarial training is on (imported lazily).
+    pgd: Callable[..., torch.Tensor] | None
+
+    def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        groups = self.method.parameter_groups(self.model, self.config)
+        if not groups:
+            raise ConfigError(f"method {self.method.name!r} left no trainable parameter")
+        for g in groups:
+            g["lr"] = lr
+        return torch.optim.SGD(groups, lr=lr, momentum=self.config.momentum)
+
+
+def _prepare(model: TGModel, method: TransferMethod, train: Split, val: Split | None,
+             config: TrainConfig, teacher: TGModel | None) -> _Run:
+    """Check the inputs, move the models to the device and resolve the stages (main, SWA)."""
     if len(train) == 0:
         raise DataError("the training split is empty")
     if method.needs_teacher and teacher is None:
@@ -140,200 +174,267 @@ def fit(model: TGModel, method: Any, train: Split, val: Split | None, config: Tr
     teacher = teacher if method.needs_teacher else None
     if teacher is not None:
         teacher.to(device).eval()
-
     main_total = config.total_iterations(len(train))
     swa_cfg = config.swa if config.swa is not None else (SWAConfig() if method.swa else None)
     swa_iters, swa_lr, swa_every = swa_cfg.resolve(main_total, config.lr) if swa_cfg else (0, 0.0, 1)
     per_epoch = config.iterations_per_epoch(len(train))
-    eval_every = config.eval_every or per_epoch
-    adv = config.adv_train
-    if adv is not None:
+    pgd = None
+    if config.adv_train is not None:
         from ..attacks import pgd  # lazy: attacks depend on models only, not on training
+    return _Run(model, method, train, val, config, teacher, device, main_total, swa_cfg, swa_iters,
+                swa_lr, swa_every, per_epoch, config.eval_every or per_epoch, pgd)
 
-    def make_optimizer(lr: float) -> torch.optim.Optimizer:
-        groups = method.parameter_groups(model, config)
-        if not groups:
-            raise ConfigError(f"method {method.name!r} left no trainable parameter")
-        for g in groups:
-            g["lr"] = lr
-        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum)
 
-    optimizer = make_optimizer(config.lr)
-    batches = _Batches(len(train), config.batch_size, config.seed)
-    adv_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    st: dict[str, Any] = {
-        "phase": "main", "iteration": 0, "main_end": main_total, "best_acc": None,
-        "best_iter": None, "bad_evals": 0, "stopped_early": False, "history": [],
-        "loss_sum": 0.0, "loss_count": 0,
-    }
+# ---------------------------------------------------------------------------- training state
+#: :class:`TrainState` fields saved under their own names, in this order (the checkpoint's keys).
+_SAVED_FIELDS = ("phase", "iteration", "main_end", "best_acc", "best_iter", "bad_evals",
+                 "stopped_early", "history", "loss_sum", "loss_count")
+
+
+@dataclass
+class TrainState:
+    """Everything a training changes as it runs; a checkpoint saves all of it (plus the RNGs)."""
+
+    optimizer: torch.optim.Optimizer
+    batches: _Batches
+    #: Random stream of the PGD starts (adversarial training).
+    adv_gen: torch.Generator
+    #: End of the main stage (set to the stopping iteration when early stopping fires).
+    main_end: int
+    phase: str = "main"
+    iteration: int = 0
+    best_acc: float | None = None
+    best_iter: int | None = None
+    #: Evaluations since the last improvement (the patience counter).
+    bad_evals: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    #: Training-loss sum and count since the last evaluation.
+    loss_sum: float = 0.0
+    loss_count: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     swa_model: AveragedModel | None = None
-    ckpt_path = Path(config.checkpoint_path) if config.checkpoint_path else None
 
-    def enter_swa() -> None:
-        nonlocal optimizer, swa_model
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        optimizer = make_optimizer(swa_lr)
-        swa_model = AveragedModel(model)
-        st["phase"] = "swa"
+    def end(self, run: _Run) -> int:
+        """Iteration at which the training (main stage, then SWA) is done."""
+        return self.main_end + run.swa_iters
 
-    resumed = ckpt_path is not None and ckpt_path.exists()
-    if resumed:
-        ck = load_state(ckpt_path)
-        if ck["config"] != config.fingerprint() or ck["method"] != _method_fingerprint(method):
-            raise CheckpointError(f"{ckpt_path} was written by a different training config or "
+
+def _initial_state(run: _Run) -> TrainState:
+    optimizer = run.make_optimizer(run.config.lr)
+    batches = _Batches(len(run.train), run.config.batch_size, run.config.seed)
+    adv_gen = torch.Generator(device=run.device).manual_seed(run.config.seed + 1)
+    return TrainState(optimizer, batches, adv_gen, main_end=run.main_total)
+
+
+@dataclass
+class _CallStats:
+    """Counters of this call only (not saved)."""
+
+    completed: bool = True
+    calls: int = 0
+    step_seconds: float = 0.0
+    images: int = 0
+
+
+# ---------------------------------------------------------------------------- checkpointer
+class _Checkpointer:
+    """Saves the partial training at each evaluation and resumes from it (no path: does nothing)."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.path = Path(run.config.checkpoint_path) if run.config.checkpoint_path else None
+
+    def resume(self, state: TrainState) -> dict[str, Any] | None:
+        """Load an existing state file into ``state`` and the model; returns it (None: fresh start).
+
+        The global RNG states are set later by :meth:`seed_rng`, after the method's ``setup``.
+        """
+        if self.path is None or not self.path.exists():
+            return None
+        run = self.run
+        ck = load_state(self.path)
+        if (ck["config"] != run.config.fingerprint()
+                or ck["method"] != _method_fingerprint(run.method)):
+            raise CheckpointError(f"{self.path} was written by a different training config or "
                                   "method; delete it to start over")
-        model.load_state_dict(ck["model"])
-        method.load_state_dict(ck["method_state"])
-        for k in st:
-            st[k] = ck[k]
-        best_state = ck["best_state"]
-        if st["phase"] == "swa":
-            optimizer = make_optimizer(swa_lr)
-            swa_model = AveragedModel(model)
-            swa_model.load_state_dict(ck["swa_model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        batches.load_state_dict(ck["data"])
-        adv_gen.set_state(ck["adv_gen"])
-        log.info("%s: resumed from %s at iteration %d", config.desc, ckpt_path, st["iteration"])
-    method.setup(model, teacher, train, device)  # a no-op when its state came from the checkpoint
-    if resumed:
-        torch.set_rng_state(ck["rng_cpu"])
-        if ck["rng_cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ck["rng_cuda"])
-    else:
-        torch.manual_seed(config.seed)
+        run.model.load_state_dict(ck["model"])
+        run.method.load_state_dict(ck["method_state"])
+        for k in _SAVED_FIELDS:
+            setattr(state, k, ck[k])
+        state.best_state = ck["best_state"]
+        if state.phase == "swa":
+            state.optimizer = run.make_optimizer(run.swa_lr)
+            state.swa_model = AveragedModel(run.model)
+            state.swa_model.load_state_dict(ck["swa_model"])
+        state.optimizer.load_state_dict(ck["optimizer"])
+        state.batches.load_state_dict(ck["data"])
+        state.adv_gen.set_state(ck["adv_gen"])
+        log.info("%s: resumed from %s at iteration %d", run.config.desc, self.path, state.iteration)
+        return ck
 
-    def save() -> None:
-        if ckpt_path is None:
+    def seed_rng(self, ck: dict[str, Any] | None) -> None:
+        """Global RNG (dropout): the saved states on resume, else seeded with ``config.seed``."""
+        if ck is not None:
+            torch.set_rng_state(ck["rng_cpu"])
+            if ck["rng_cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(ck["rng_cuda"])
+        else:
+            torch.manual_seed(self.run.config.seed)
+
+    def save(self, state: TrainState) -> None:
+        if self.path is None:
             return
-        save_state(ckpt_path, {
-            "format": STATE_FORMAT, "config": config.fingerprint(),
-            "method": _method_fingerprint(method), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "method_state": method.state_dict(),
-            **{k: v for k, v in st.items()}, "best_state": best_state,
-            "swa_model": swa_model.state_dict() if swa_model is not None else None,
-            "data": batches.state_dict(), "adv_gen": adv_gen.get_state(),
+        run = self.run
+        save_state(self.path, {
+            "format": STATE_FORMAT, "config": run.config.fingerprint(),
+            "method": _method_fingerprint(run.method), "model": run.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(), "method_state": run.method.state_dict(),
+            **{k: getattr(state, k) for k in _SAVED_FIELDS}, "best_state": state.best_state,
+            "swa_model": state.swa_model.state_dict() if state.swa_model is not None else None,
+            "data": state.batches.state_dict(), "adv_gen": state.adv_gen.get_state(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         })
 
-    def end() -> int:
-        return st["main_end"] + swa_iters
 
-    completed = True
-    calls = 0
-    step_seconds = 0.0
-    images = 0
+# ---------------------------------------------------------------------------- fit
+def fit(model: TGModel, method: TransferMethod, train: Split, val: Split | None,
+        config: TrainConfig, *, teacher: TGModel | None = None,
+        on_step: StepHook | None = None) -> TrainResult:
+    """Train ``model`` (already :meth:`~TransferMethod.prepare`-d) with ``method`` on ``train``.
+
+    ``val`` drives early stopping and best-weight selection (None or empty: keep the last
+    weights). ``teacher`` (the frozen source model) is required when ``method.needs_teacher``.
+    Returns a :class:`TrainResult`; the model is trained in place and returned in eval mode.
+    """
+    run = _prepare(model, method, train, val, config, teacher)
+    state = _initial_state(run)
+    checkpointer = _Checkpointer(run)
+    ck = checkpointer.resume(state)
+    method.setup(model, run.teacher, train, run.device)  # a no-op when its state came from ck
+    checkpointer.seed_rng(ck)
+    stats = _CallStats()
     t0 = time.perf_counter()
-    bar = progress_bar(total=end(), initial=st["iteration"], desc=config.desc,
+    _train_loop(run, state, checkpointer, stats, on_step)
+    final_acc = _finish(run, state) if stats.completed else None
+    model.eval()
+    return _result(run, state, stats, final_acc, time.perf_counter() - t0)
+
+
+def _train_loop(run: _Run, state: TrainState, checkpointer: _Checkpointer, stats: _CallStats,
+                on_step: StepHook | None) -> None:
+    """Main stage then SWA stage, one step at a time, until the end or a stop (limit, hook)."""
+    config = run.config
+    bar = progress_bar(total=state.end(run), initial=state.iteration, desc=config.desc,
                        disable=not config.progress)
     try:
-        while st["iteration"] < end():
-            if config.max_iterations_this_call is not None and calls >= config.max_iterations_this_call:
-                completed = False
+        while state.iteration < state.end(run):
+            if config.max_iterations_this_call is not None and stats.calls >= config.max_iterations_this_call:
+                stats.completed = False
                 break
-            t = st["iteration"]
-            if t >= st["main_end"] and st["phase"] == "main":
-                enter_swa()
-            phase = st["phase"]
-            lr = (config.lr * lr_factor(config.schedule, t, st["main_end"]) if phase == "main"
-                  else swa_lr)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-
+            if state.iteration >= state.main_end and state.phase == "main":
+                _enter_swa(run, state)
+            phase = state.phase
+            lr = _set_lr(run, state)
             s0 = time.perf_counter()
-            idx = batches.next()
-            x = to_float(train.x[idx], device)
-            y = train.y[idx].to(device)
-            if adv is not None:
-                x_adv = pgd(model, x, y, adv.eps, steps=adv.steps,
-                            step_size=adv.resolved_step_size(), random_start=adv.random_start,
-                            generator=adv_gen)
-                x, y = (torch.cat([x, x_adv]), torch.cat([y, y])) if adv.mode == "mix" else (x_adv, y)
-            method.train_mode(model)
-            stage_outs, feats = model.forward_stages(x)
-            loss = F.cross_entropy(model.head(feats), y)
-            teacher_outs = None
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher_outs, _ = teacher.forward_stages(x)
-            loss = loss + method.regularizer(model, x, stage_outs, feats, teacher_outs)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_value = float(loss.detach())
-            step_seconds += time.perf_counter() - s0
-            images += len(x)
-
-            t += 1
-            calls += 1
-            st["iteration"] = t
-            st["loss_sum"] += loss_value
-            st["loss_count"] += 1
-            if phase == "swa" and (t - st["main_end"]) % swa_every == 0:
-                swa_model.update_parameters(model)
+            loss_value, images = _step(run, state)
+            stats.step_seconds += time.perf_counter() - s0
+            stats.images += images
+            t = state.iteration = state.iteration + 1
+            stats.calls += 1
+            state.loss_sum += loss_value
+            state.loss_count += 1
+            if phase == "swa" and (t - state.main_end) % run.swa_every == 0:
+                state.swa_model.update_parameters(run.model)
             bar.update(1)
-            if on_step is not None and on_step(t, phase, model):
-                completed = False
+            if on_step is not None and on_step(t, phase, run.model):
+                stats.completed = False
                 break
-            if t % eval_every == 0 or t == st["main_end"] or t == end():
-                _evaluate_step(model, val, config, st, t, lr, per_epoch, bar)
-                if phase == "main" and val is not None:
-                    acc = st["history"][-1]["val_acc"]
-                    if st["best_acc"] is None or acc > st["best_acc"]:
-                        st["best_acc"], st["best_iter"], st["bad_evals"] = acc, t, 0
-                        best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
-                    else:
-                        st["bad_evals"] += 1
-                        if config.patience is not None and st["bad_evals"] >= config.patience:
-                            log.info("%s: early stop at iteration %d (best %.4f at %d)",
-                                     config.desc, t, st["best_acc"], st["best_iter"])
-                            st["stopped_early"] = True
-                            st["main_end"] = t
-                            bar.total = end()
-                save()
+            if t % run.eval_every == 0 or t == state.main_end or t == state.end(run):
+                _evaluate_step(run.model, run.val, config, state, t, lr, run.per_epoch, bar)
+                if phase == "main" and run.val is not None and _select(run, state, t):
+                    bar.total = state.end(run)
+                checkpointer.save(state)
     finally:
         bar.close()
 
-    final_acc = None
-    swa_used = swa_iters > 0
-    if completed:
-        if swa_model is not None:
-            _finish_swa(model, swa_model, method, train, config, swa_cfg, device)
-        elif best_state is not None:
-            model.load_state_dict(best_state)
-        if val is not None:
-            final_acc = evaluate(model, val, config.eval_batch_size, device)
-            if swa_model is not None:
-                st["history"].append({"iteration": st["iteration"], "epoch": st["iteration"] / per_epoch,
-                                      "train_loss": None, "val_acc": final_acc, "lr": swa_lr,
-                                      "phase": "swa-final"})
-    model.eval()
-    seconds = time.perf_counter() - t0
-    ips = images / step_seconds if step_seconds > 0 else 0.0
-    log.info("%s: %d iterations this call, %.0f img/s, best val %s", config.desc, calls, ips,
-             st["best_acc"])
-    return TrainResult(model=model, history=st["history"], best_val_acc=st["best_acc"],
-                       best_iteration=st["best_iter"], iterations_run=st["iteration"],
-                       stopped_early=st["stopped_early"], swa_used=swa_used, completed=completed,
-                       final_val_acc=final_acc, images_per_second=ips, seconds=seconds,
-                       method=method.describe())
+
+def _set_lr(run: _Run, state: TrainState) -> float:
+    """The lr of this iteration (schedule in the main stage, constant in SWA), set on the groups."""
+    config = run.config
+    lr = (config.lr * lr_factor(config.schedule, state.iteration, state.main_end)
+          if state.phase == "main" else run.swa_lr)
+    for g in state.optimizer.param_groups:
+        g["lr"] = lr
+    return lr
 
 
-def _evaluate_step(model: TGModel, val: Split | None, config: TrainConfig, st: dict[str, Any],
+def _step(run: _Run, state: TrainState) -> tuple[float, int]:
+    """One SGD step on the next mini-batch (PGD-augmented when configured): (loss, images)."""
+    model, method, device = run.model, run.method, run.device
+    idx = state.batches.next()
+    x = to_float(run.train.x[idx], device)
+    y = run.train.y[idx].to(device)
+    adv = run.config.adv_train
+    if adv is not None:
+        x_adv = run.pgd(model, x, y, adv.eps, steps=adv.steps, step_size=adv.resolved_step_size(),
+                        random_start=adv.random_start, generator=state.adv_gen)
+        x, y = (torch.cat([x, x_adv]), torch.cat([y, y])) if adv.mode == "mix" else (x_adv, y)
+    method.train_mode(model)
+    stage_outs, feats = model.forward_stages(x)
+    loss = F.cross_entropy(model.head(feats), y)
+    teacher_outs = None
+    if run.teacher is not None:
+        with torch.no_grad():
+            teacher_outs, _ = run.teacher.forward_stages(x)
+    loss = loss + method.regularizer(model, x, stage_outs, feats, teacher_outs)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    return float(loss.detach()), len(x)
+
+
+def _evaluate_step(model: TGModel, val: Split | None, config: TrainConfig, state: TrainState,
                    t: int, lr: float, per_epoch: int, bar: Any) -> None:
+    """Append a history row (mean training loss since the last one, validation accuracy)."""
     acc = evaluate(model, val, config.eval_batch_size) if val is not None else None
-    loss = st["loss_sum"] / max(1, st["loss_count"])
-    st["loss_sum"], st["loss_count"] = 0.0, 0
-    st["history"].append({"iteration": t, "epoch": t / per_epoch, "train_loss": loss,
-                          "val_acc": acc, "lr": lr, "phase": st["phase"]})
+    loss = state.loss_sum / max(1, state.loss_count)
+    state.loss_sum, state.loss_count = 0.0, 0
+    state.history.append({"iteration": t, "epoch": t / per_epoch, "train_loss": loss,
+                          "val_acc": acc, "lr": lr, "phase": state.phase})
     bar.set_postfix(loss=f"{loss:.3f}", val=f"{acc:.3f}" if acc is not None else "-")
     log.debug("%s: iteration %d loss %.4f val %s lr %.3g", config.desc, t, loss, acc, lr)
 
 
-def _finish_swa(model: TGModel, swa_model: AveragedModel, method: Any, train: Split,
+def _select(run: _Run, state: TrainState, t: int) -> bool:
+    """Keep the best-validation weights; True when patience runs out (the main stage ends at t)."""
+    acc = state.history[-1]["val_acc"]
+    if state.best_acc is None or acc > state.best_acc:
+        state.best_acc, state.best_iter, state.bad_evals = acc, t, 0
+        state.best_state = {k: v.detach().clone().cpu() for k, v in run.model.state_dict().items()}
+        return False
+    state.bad_evals += 1
+    if run.config.patience is None or state.bad_evals < run.config.patience:
+        return False
+    log.info("%s: early stop at iteration %d (best %.4f at %d)",
+             run.config.desc, t, state.best_acc, state.best_iter)
+    state.stopped_early = True
+    state.main_end = t
+    return True
+
+
+# ---------------------------------------------------------------------------- SWA stage
+def _enter_swa(run: _Run, state: TrainState) -> None:
+    """Start the SWA stage from the best weights: constant-lr optimizer, fresh averaged model."""
+    if state.best_state is not None:
+        run.model.load_state_dict(state.best_state)
+    state.optimizer = run.make_optimizer(run.swa_lr)
+    state.swa_model = AveragedModel(run.model)
+    state.phase = "swa"
+
+
+def _finish_swa(model: TGModel, swa_model: AveragedModel, method: TransferMethod, train: Split,
                 config: TrainConfig, swa_cfg: SWAConfig | None, device: torch.device) -> None:
     """Copy the averaged parameters into ``model`` and re-estimate BN statistics."""
     with torch.no_grad():
@@ -343,3 +444,34 @@ def _finish_swa(model: TGModel, swa_model: AveragedModel, method: Any, train: Sp
         loader = (x for x, _ in train.batches(config.batch_size, device=device))
         update_bn(loader, model, device=device)
     log.info("%s: SWA of %d snapshots applied", config.desc, int(swa_model.n_averaged))
+
+
+# ---------------------------------------------------------------------------- end of a call
+def _finish(run: _Run, state: TrainState) -> float | None:
+    """A completed training: apply SWA (or restore the best weights); final validation accuracy."""
+    model, val = run.model, run.val
+    if state.swa_model is not None:
+        _finish_swa(model, state.swa_model, run.method, run.train, run.config, run.swa_cfg,
+                    run.device)
+    elif state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    if val is None:
+        return None
+    final_acc = evaluate(model, val, run.config.eval_batch_size, run.device)
+    if state.swa_model is not None:
+        state.history.append({"iteration": state.iteration, "epoch": state.iteration / run.per_epoch,
+                              "train_loss": None, "val_acc": final_acc, "lr": run.swa_lr,
+                              "phase": "swa-final"})
+    return final_acc
+
+
+def _result(run: _Run, state: TrainState, stats: _CallStats, final_acc: float | None,
+            seconds: float) -> TrainResult:
+    ips = stats.images / stats.step_seconds if stats.step_seconds > 0 else 0.0
+    log.info("%s: %d iterations this call, %.0f img/s, best val %s", run.config.desc, stats.calls,
+             ips, state.best_acc)
+    return TrainResult(model=run.model, history=state.history, best_val_acc=state.best_acc,
+                       best_iteration=state.best_iter, iterations_run=state.iteration,
+                       stopped_early=state.stopped_early, swa_used=run.swa_iters > 0,
+                       completed=stats.completed, final_val_acc=final_acc,
+                       images_per_second=ips, seconds=seconds, method=run.method.describe())
