@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,14 +57,16 @@ def transfer_predictions(x_adv: torch.Tensor, models: Mapping[str, nn.Module],
     return {name: predict(model, x_adv, batch_size=batch_size) for name, model in models.items()}
 
 
-def craft_in_batches(attack_fn: Callable[..., torch.Tensor], x: torch.Tensor,
+def craft_in_batches(attack_fn: Callable[..., Any], x: torch.Tensor,
                      y: torch.Tensor | None = None, batch_size: int = 128,
                      progress: bool = True, *, device: torch.device | str | None = None,
-                     desc: str = "crafting") -> torch.Tensor:
+                     desc: str = "crafting") -> Any:
     """Run ``attack_fn(xb, yb)`` (or ``attack_fn(xb)`` when ``y`` is ``None``) batch by batch.
 
     Batches move to ``device`` when given and results come back to ``x``'s device, so a large
-    test set can live on the CPU while crafting happens on a GPU.
+    test set can live on the CPU while crafting happens on a GPU. An ``attack_fn`` that returns a
+    mapping of tensors (e.g. :func:`fgsm_sweep`'s ε → batch) gets the same mapping back, each
+    value concatenated over the batches.
     """
     _check_batch_size(batch_size)
     if y is not None and len(y) != len(x):
@@ -77,6 +80,11 @@ def craft_in_batches(attack_fn: Callable[..., torch.Tensor], x: torch.Tensor,
             xb = xb.to(device)
             yb = None if yb is None else yb.to(device)
         adv = attack_fn(xb) if yb is None else attack_fn(xb, yb)
-        out.append(adv.detach().to(x.device))
+        if isinstance(adv, Mapping):
+            out.append({k: v.detach().to(x.device) for k, v in adv.items()})
+        else:
+            out.append(adv.detach().to(x.device))
     logger.debug("crafted %d images in %d batches", len(x), len(out))
+    if out and isinstance(out[0], Mapping):
+        return {k: torch.cat([batch[k] for batch in out]) for k in out[0]}
     return torch.cat(out) if out else x.detach().clone()

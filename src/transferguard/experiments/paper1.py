@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..attacks import fgsm_sweep, predict, transfer_predictions
+from ..attacks import craft_in_batches, fgsm_sweep, predict, transfer_predictions
 from ..evaluation import (
     adversarial_accuracy,
     attack_metrics,
@@ -112,13 +112,9 @@ def _craft_fgsm(runner: Any, spec: ModelSpec, task: dict[str, Any], plan: dict[s
     def craft() -> dict[float, torch.Tensor]:
         model, _ = runner.model(spec)
         x, y = _test_data(runner, task)
-        out: dict[float, list[torch.Tensor]] = {e: [] for e in plan["eps"]}
-        bs = plan["eval_batch"]
-        for i in range(0, len(y), bs):
-            xb, yb = x[i:i + bs].to(runner.device), y[i:i + bs].to(runner.device)
-            for e, adv in fgsm_sweep(model, xb, yb, plan["eps"]).items():
-                out[e].append(adv.cpu())
-        return {e: torch.cat(v) for e, v in out.items()}
+        swept = craft_in_batches(lambda xb, yb: fgsm_sweep(model, xb, yb, plan["eps"]), x, y,
+                                 plan["eval_batch"], False, device=runner.device)
+        return {e: swept[e] for e in plan["eps"]}  # keyed by the plan's ε values, in its order
 
     return runner.crafted({"fgsm": spec.key(), "data": task["B"], "eps": plan["eps"]}, craft)
 

