@@ -637,10 +637,7 @@ def _examples(ctx: _Context, df: pd.DataFrame) -> Examples | None:
 
 def _fgsm_sweep(model: TGModel, x: torch.Tensor, y: torch.Tensor, eps_list: list[float],
                 batch_size: int, device: torch.device) -> dict[float, torch.Tensor]:
-    """FGSM at every ε from one gradient per batch (crafted on ``model``, results on the CPU)."""
-    parts: dict[float, list[torch.Tensor]] = {e: [] for e in eps_list}
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
-        for e, adv in attacks.fgsm_sweep(model, xb, yb, eps_list).items():
-            parts[e].append(adv.cpu())
-    return {e: torch.cat(v) for e, v in parts.items()}
+    """FGSM at every ε from one gradient per batch (crafted on ``model``, results on ``x``'s
+    device)."""
+    return attacks.craft_in_batches(lambda xb, yb: attacks.fgsm_sweep(model, xb, yb, eps_list),
+                                    x, y, batch_size, False, device=device)
