@@ -39,6 +39,7 @@ from .common import (
     series_style,
     slug,
 )
+from .paper2 import source_text
 
 #: A model this close to chance accuracy (in absolute accuracy) has not learnt its task.
 NEAR_CHANCE = 0.10
@@ -251,8 +252,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
         fdf = fdf[np.isclose(fdf.eps.astype(float), fam["attack"]["eps"]) | (fdf.attack == "none")]
         order = [r["label"] for r in fam["methods"]]
         src = fam["source"]
-        src_txt = (f"pre-trained {src['arch']} (public weights)" if src["kind"] == "pretrained"
-                   else f"{src['arch']} pre-trained here on {src['data']['domain']}")
+        src_txt = source_text(src)
         suite = fam.get("suite", {})
         domains = ", ".join(t["domain"] for t in fam["targets"])
         md += [f"## Family `{fam['family']}`: source = {src_txt}", "",

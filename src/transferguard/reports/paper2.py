@@ -67,6 +67,12 @@ def _mean(df: pd.DataFrame, method: str, metric: str, attack: str = "none") -> f
     return float(sub["value"].mean()) if len(sub) else float("nan")
 
 
+def source_text(src: dict[str, Any]) -> str:
+    """A family's source model as a reader names it (public weights, or pre-trained here)."""
+    return (f"pre-trained {src['arch']} (public weights)" if src["kind"] == "pretrained"
+            else f"{src['arch']} pre-trained here on {src['data']['domain']}")
+
+
 def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Report:
     """Markdown report per family (tables, PNG figures written to ``out_dir``) and checked findings."""
     out_dir = Path(out_dir)
@@ -88,8 +94,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
         atk = fam["attack"]
         fdf, sweep = split_sweep(fdf, atk["eps"])
         src = fam["source"]
-        src_txt = (f"pre-trained {src['arch']} (public weights)" if src["kind"] == "pretrained"
-                   else f"{src['arch']} pre-trained here on {src['data']['domain']}")
+        src_txt = source_text(src)
         md += [f"## Family `{fam['family']}`: source = {src_txt}", "",
                f"Attack: ε = {atk['eps'] * 255:.2f}/255, {atk['steps']} steps of {atk['step_size']}, "
                f"m = {atk['m']:g}, neuron = {atk['neuron']}; seeds {len(fam['seeds'])}.", ""]
