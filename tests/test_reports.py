@@ -14,7 +14,7 @@ from transferguard.experiments import EXPERIMENTS
 from transferguard.reports import common
 from transferguard.reports import paper1 as r1
 from transferguard.reports import paper2 as r2
-from transferguard.reports.common import fmt_eps, markdown_to_html, mean_std
+from transferguard.reports.common import fmt_eps, markdown_to_html, mean_ci
 
 
 def _p1_rows(ft_black: float) -> list[dict]:
@@ -25,7 +25,8 @@ def _p1_rows(ft_black: float) -> list[dict]:
             ("scratch", 0.80, [0.5, 0.2], [0.7, 0.6], None),
             ("ft", 0.90, [0.6, 0.4], [0.5, ft_black], None),
         ):
-            base = {"experiment": "t", "task": "M→U", "method": method, "arch": "dtn", "seed": seed}
+            base = {"experiment": "t", "task": "M→U", "method": method, "arch": "dtn", "seed": seed,
+                    "n_images": 1000, "n_classes": 10}
             rows.append({**base, "attack": "none", "eps": 0.0, "metric": "clean_acc", "value": clean})
             for e, w, b in zip(eps, white, black, strict=True):
                 rows.append({**base, "attack": "fgsm-white", "eps": e, "metric": "adv_acc", "value": w})
@@ -72,7 +73,7 @@ def test_paper2_findings_from_fixed_table(tmp_path) -> None:
             "renofeation": (0.9, 0.12, 0.1), "linear": (0.8, 0.95, 0.1)}
     for m, (clean, asr, noise) in vals.items():
         base = {"experiment": "t", "task": "fashion", "method": m, "arch": "dtn", "seed": 0,
-                "family": "syn"}
+                "family": "syn", "n_images": 20_000, "n_classes": 10}
         rows += [{**base, "attack": "none", "eps": 0.0, "metric": "clean_acc", "value": clean},
                  {**base, "attack": "feature", "eps": 8 / 255, "metric": "asr", "value": asr},
                  {**base, "attack": "noise", "eps": 8 / 255, "metric": "asr", "value": noise},
@@ -108,7 +109,7 @@ def test_paper2_eps_sweep_is_reported_apart_from_the_claims(tmp_path) -> None:
     rows = []
     for m, (clean, weak, strong) in vals.items():
         base = {"experiment": "t", "task": "mnist5k", "method": m, "arch": "dtn", "seed": 0,
-                "family": "syn"}
+                "family": "syn", "n_images": 20_000, "n_classes": 10}
         rows.append({**base, "attack": "none", "eps": 0.0, "metric": "clean_acc", "value": clean})
         for eps, asr in ((8 / 255, weak), (64 / 255, strong)):
             rows += [{**base, "attack": "feature", "eps": eps, "metric": "asr", "value": asr},
@@ -137,8 +138,10 @@ def test_formatting_helpers() -> None:
     assert fmt_eps(8 / 255) == "8/255"
     assert fmt_eps(0.0) == "0"
     assert common.fmt_eps255(8 / 255) == "8" and common.fmt_eps255(2.5 / 255) == "2.5"
-    assert mean_std(pd.Series([0.5])) == "50.0"
-    assert mean_std(pd.Series([0.5, 0.7])) == "60.0 ± 14.1"
+    assert mean_ci(pd.Series([0.5])) == "50.0"
+    # two seeds: 60 ± t(0.975, 1) · 14.14 / √2 = 60 ± 127.1 (two seeds say little)
+    assert mean_ci(pd.Series([0.5, 0.7])) == "60.0 ± 127.1"
+    assert mean_ci(pd.Series([0.5, 0.6, 0.7])) == "60.0 ± 24.8"
 
 
 def test_every_experiment_listed_with_summary() -> None:

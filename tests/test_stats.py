@@ -14,6 +14,8 @@ from transferguard.stats import (
     INCONCLUSIVE,
     NOT_CHECKABLE,
     bootstrap_effect,
+    bootstrap_stat,
+    bootstrap_values,
     decide,
     wilson,
 )
@@ -26,7 +28,8 @@ def test_effect_is_the_mean_difference_of_rates_and_the_run_is_deterministic():
     e = bootstrap_effect(a, b)
     exact = np.mean([0.3 - 0.1, 0.3 - 0.1, 0.1 - 0.02, 0.15 - 0.05])
     assert e.effect == pytest.approx(exact, abs=1e-12)
-    assert e.seeds == 2 and e.n_images == 100 + 120 + 50 + 60 + 100 + 120 + 50 + 60
+    # both sides are measured on the same 330 test images: counted once, not summed
+    assert e.seeds == 2 and e.n_images == 100 + 120 + 50 + 60
     assert e.low < e.effect < e.high
     assert bootstrap_effect(a, b) == e  # fixed generator seed: same interval every run
     one = bootstrap_effect(a)
@@ -95,3 +98,35 @@ def test_wilson_is_scipys_score_interval():
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     assert (lo, hi) == pytest.approx((centre - half, centre + half), abs=1e-9)
+
+
+def test_bootstrap_stat_generalises_the_difference_and_computes_gamma():
+    a = {(0, ""): (30, 100), (1, ""): (36, 120), (2, ""): (20, 90)}
+    b = {(0, ""): (10, 100), (1, ""): (12, 120), (2, ""): (15, 90)}
+    # the difference of two rates is bootstrap_effect, draw for draw
+    diff = bootstrap_stat({"a": a, "b": b}, lambda r: np.mean(r["a"] - r["b"]))
+    assert diff == bootstrap_effect(a, b)
+    # γ = (black − white) / white, averaged over seeds, computed by hand
+    gamma = bootstrap_stat({"b": b, "w": a}, lambda r: np.mean((r["b"] - r["w"]) / r["w"]))
+    exact = np.mean([(0.1 - 0.3) / 0.3, (0.1 - 0.3) / 0.3, (15 / 90 - 20 / 90) / (20 / 90)])
+    assert gamma.effect == pytest.approx(exact, abs=1e-12)
+    assert gamma.low <= gamma.effect <= gamma.high and gamma.seeds == 3
+    # an undefined statistic (white-box accuracy 0: γ divides by zero) is not an effect
+    zero = {k: (0, n) for k, (_, n) in a.items()}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert bootstrap_stat({"b": b, "w": zero},
+                              lambda r: np.mean((r["b"] - r["w"]) / r["w"])) is None
+    # keys missing under one name are dropped for all
+    assert bootstrap_stat({"a": a, "b": {(0, ""): (10, 100)}},
+                          lambda r: np.mean(r["a"] - r["b"])).seeds == 1
+
+
+def test_bootstrap_values_resamples_seeds_then_images():
+    rng = np.random.default_rng(0)
+    a = {s: rng.normal(1.0, 0.1, 300) for s in range(3)}
+    b = {s: rng.normal(2.0, 0.1, 300) for s in range(3)}
+    e = bootstrap_values(a, b, n_boot=500)
+    exact = np.mean([np.median(a[s]) - np.median(b[s]) for s in range(3)])
+    assert e.effect == pytest.approx(exact, abs=1e-12)
+    assert e.low < e.effect < e.high < 0 and e.seeds == 3 and e.n_images == 900
+    assert bootstrap_values(a, {}) is None

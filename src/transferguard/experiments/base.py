@@ -38,4 +38,5 @@ class Experiment:
     plan: Callable[[str, int], dict[str, Any]]
     run: Callable[[Any, dict[str, Any]], list[dict[str, Any]]]
     report: Callable[[pd.DataFrame, Any, dict[str, Any]], Report]
-    default_seeds: dict[str, int] = field(default_factory=lambda: {"offline": 1, "paper": 3})
+    #: Claims are tested over seeds: at least 3 offline, 5 at paper scale.
+    default_seeds: dict[str, int] = field(default_factory=lambda: {"offline": 3, "paper": 5})

@@ -154,9 +154,12 @@ def evaluate_strategy(runner: Any, plan: dict[str, Any], task: dict[str, Any], s
 
     rows = runner.cached_eval(unit, compute)
     a, b = task["A"], task["B"]
+    dom_b = runner.domain(DataSpec(**b))
     common = {"experiment": plan["experiment"], "task": task["task"], "method": strategy,
               "arch": task["arch"], "seed": seed, "domain_a": a["domain"], "domain_b": b["domain"],
               "n_a": a["n_train_per_class"], "n_b": b["n_train_per_class"],
+              # the test images every rate is a fraction of, and chance = 1 / classes
+              "n_images": len(dom_b.test.y), "n_classes": dom_b.num_classes,
               "source": src.key(), "target": tgt.key(), **runner.hp_columns(tgt)}
     if "vary" in task:
         common["vary"] = task["vary"]

@@ -21,6 +21,7 @@ on the source alone under that budget, as ``NAME-transfer`` rows with the counts
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from dataclasses import asdict
 from typing import Any
@@ -211,7 +212,10 @@ def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec
     rows = runner.cached_eval(unit, compute)
     common = {"experiment": plan["experiment"], "task": data.domain, "method": row["label"],
               "arch": arch, "seed": seed, "base_method": row["method"], "target": tgt.key(),
-              "source": src.key(), "n_b": data.n_train_per_class, **runner.hp_columns(tgt)}
+              "source": src.key(), "n_b": data.n_train_per_class,
+              # the test images every rate is a fraction of, and chance = 1 / classes
+              "n_images": min(len(runner.domain(data).test.y), plan["n_test"] or math.inf),
+              "n_classes": runner.domain(data).num_classes, **runner.hp_columns(tgt)}
     return [{**common, **r} for r in rows]
 
 

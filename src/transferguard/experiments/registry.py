@@ -113,12 +113,9 @@ _TABLE: dict[str, list[tuple[str, str, tuple[Any, ...]]]] = {
     ],
 }
 
-#: Experiments whose claims are tested over seeds with intervals (their default seed count).
-_SEEDS = {"reno-adaptive": {"offline": 3, "paper": 5}}
 _OWN_REPORT = {"reno-adaptive": f"{_PKG}.reports.adaptive:build_report"}
 
 for _paper, _rows in _TABLE.items():
     for _name, _summary, (_plan, *_extra) in _rows:
         register(Experiment(_name, _summary, _paper, Lazy(f"{_SPECS[_paper]}:{_plan}", *_extra),
-                            Lazy(_RUN[_paper]), Lazy(_OWN_REPORT.get(_name, _REPORT[_paper])),
-                            **({"default_seeds": _SEEDS[_name]} if _name in _SEEDS else {})))
+                            Lazy(_RUN[_paper]), Lazy(_OWN_REPORT.get(_name, _REPORT[_paper]))))

@@ -27,10 +27,12 @@ import pandas as pd
 
 from ..stats import Counts, Effect, bootstrap_effect, decide
 from .common import (
+    NEAR_CHANCE,
     Finding,
     Report,
     apply_scale,
     choose_yscale,
+    ci_half_width,
     findings_markdown,
     fmt_eps,
     legend_outside,
@@ -41,8 +43,6 @@ from .common import (
 )
 from .paper2 import source_text
 
-#: A model this close to chance accuracy (in absolute accuracy) has not learnt its task.
-NEAR_CHANCE = 0.10
 #: "Comparable" means a worst-case ASR within this many points of re-training's.
 EQUIVALENCE_MARGIN = 0.05
 #: The audit's LOW band: the worst-case ASR exceeds noise by less than this.
@@ -220,7 +220,7 @@ def _clean_table(df: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     rows = {}
     for m in [m for m in order if m in set(sub.method)]:
         v = sub[sub.method == m].value.astype(float) * 100
-        half = 1.96 * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
+        half = ci_half_width(v)
         rows[m] = [f"{v.mean():.1f}" + (f" ± {half:.1f}" if not math.isnan(half) else ""),
                    str(len(v))]
     out = pd.DataFrame.from_dict(rows, orient="index",

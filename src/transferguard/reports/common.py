@@ -1,4 +1,4 @@
-"""Report building blocks: mean ± std tables, Markdown, figures, findings, HTML.
+"""Report building blocks: mean ± 95 % interval tables, Markdown, figures, findings, HTML.
 
 Everything here reads a tidy results table (pandas DataFrame with the columns of
 :data:`transferguard.experiments.base.RESULT_COLUMNS`) and nothing else.
@@ -39,8 +39,19 @@ def fmt_eps(eps: float) -> str:
     return f"{frac.numerator}/{frac.denominator}" if abs(float(frac) - eps) < 1e-9 else f"{eps:.4g}"
 
 
-def mean_std(values: pd.Series, pct: bool = True) -> str:
-    """'84.2 ± 1.3' (percent) over seeds; a single seed shows no ±."""
+def ci_half_width(values: Any) -> float:
+    """Half-width of the 95 % t-interval of the mean of ``values`` (over seeds); nan for < 2."""
+    v = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce").dropna(), dtype=float)
+    if v.size < 2:
+        return math.nan
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+
+
+def mean_ci(values: pd.Series, pct: bool = True) -> str:
+    """'84.2 ± 1.3' (percent): the mean over seeds ± the half-width of its 95 % t-interval
+    (:func:`ci_half_width`); a single seed shows no ±."""
     v = values.dropna().astype(float)
     if v.empty:
         return "–"
@@ -48,17 +59,22 @@ def mean_std(values: pd.Series, pct: bool = True) -> str:
     m = v.mean() * scale
     if len(v) == 1:
         return f"{m:.1f}" if pct else f"{m:.3f}"
-    s = v.std(ddof=1) * scale
-    return f"{m:.1f} ± {s:.1f}" if pct else f"{m:.3f} ± {s:.3f}"
+    h = ci_half_width(v) * scale
+    return f"{m:.1f} ± {h:.1f}" if pct else f"{m:.3f} ± {h:.3f}"
 
 
-def pivot_mean_std(df: pd.DataFrame, index: str, columns: str, pct: bool = True,
-                   col_fmt=None) -> pd.DataFrame:
-    """Pivot of mean ± std over seeds (strings), index × columns."""
-    out = df.groupby([index, columns])["value"].apply(lambda s: mean_std(s, pct)).unstack(columns)
+def pivot_mean_ci(df: pd.DataFrame, index: str, columns: str, pct: bool = True,
+                  col_fmt=None) -> pd.DataFrame:
+    """Pivot of :func:`mean_ci` over seeds (strings), index × columns."""
+    out = df.groupby([index, columns])["value"].apply(lambda s: mean_ci(s, pct)).unstack(columns)
     if col_fmt is not None:
         out.columns = [col_fmt(c) for c in out.columns]
     return out
+
+
+#: How every report's tables and figures state their uncertainty.
+UNCERTAINTY_NOTE = ("Tables show the mean over seeds ± the half-width of its 95 % t-interval "
+                    "(no ± with one seed); figures draw the same interval as error bars or bands.")
 
 
 def md_table(df: pd.DataFrame, index_name: str | None = None) -> str:
@@ -167,7 +183,7 @@ def bar_figure(df: pd.DataFrame, *, group: str, hue: str, title: str, ylabel: st
                pct: bool = True, order: Sequence[str] | None = None,
                xlabel: str | None = None, styles: dict[str, dict[str, Any]] | None = None
                ) -> plt.Figure:
-    """Grouped bars of mean ± std over seeds, each labelled with its value.
+    """Grouped bars of the mean over seeds with 95 % interval whiskers, each labelled with its value.
 
     A bar of (near) zero height still shows its series: a thick line of its colour at the
     baseline and its value above it.
@@ -184,7 +200,7 @@ def bar_figure(df: pd.DataFrame, *, group: str, hue: str, title: str, ylabel: st
     for j, (i, h) in enumerate(hues):
         sub = df[df[hue] == h].groupby(group)["value"]
         m = sub.mean().reindex(groups) * scale
-        s = sub.std(ddof=1).reindex(groups).fillna(0) * scale
+        s = sub.agg(ci_half_width).reindex(groups).fillna(0) * scale
         st = (styles or {}).get(str(h)) or series_style(i)
         xs = np.arange(len(groups)) + (j - (len(hues) - 1) / 2) * width
         bars = ax.bar(xs, m.values, width, yerr=s.values if (s > 0).any() else None,
@@ -220,7 +236,8 @@ def line_figure(df: pd.DataFrame, *, x: str, hue: str, title: str, ylabel: str,
                 hline: float | None = None, order: Sequence[str] | None = None,
                 yscale: str = "linear", styles: dict[str, dict[str, Any]] | None = None
                 ) -> plt.Figure:
-    """Mean over seeds with a ±std band, one line per ``hue`` value, x on a categorical axis.
+    """Mean over seeds with a 95 % interval band, one line per ``hue`` value, x on a categorical
+    axis.
 
     ``yscale='auto'``: log/symlog when the means span more than a factor 10
     (:func:`choose_yscale`). With a single x value there is no line to draw: one bar per series
@@ -238,7 +255,7 @@ def line_figure(df: pd.DataFrame, *, x: str, hue: str, title: str, ylabel: str,
     curves = []
     for i, h in hues:
         g = df[df[hue] == h].groupby(x)["value"]
-        m, s = g.mean().reindex(xs) * scale, g.std(ddof=1).reindex(xs).fillna(0) * scale
+        m, s = g.mean().reindex(xs) * scale, g.agg(ci_half_width).reindex(xs).fillna(0) * scale
         curves.append((i, h, m.to_numpy(dtype=float), s.to_numpy(dtype=float)))
     kind, kw = choose_yscale(np.concatenate([c[2] for c in curves])) if yscale == "auto" \
         else (yscale, {})
@@ -308,6 +325,11 @@ class Finding:
         mark = {"held": "**held**", "did not hold": "**did not hold**",
                 "inconclusive": "**inconclusive**", "not checkable": "**not checked**"}[self.verdict]
         return f"- {mark} — {self.claim}  \n  Evidence: {self.evidence}"
+
+
+#: A model this close to chance accuracy (in absolute accuracy) has not learnt its task: a claim
+#: resting on it is not checkable (an untrained network's robustness is not robustness).
+NEAR_CHANCE = 0.10
 
 
 #: Columns of ``findings.csv``: one row per claim of a run.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..stats import bootstrap_values, decide
+from .claims import ClaimTester, diff
 from .common import (
+    UNCERTAINTY_NOTE,
     Finding,
     Report,
     bar_plot,
@@ -19,8 +21,7 @@ from .common import (
     legend_outside,
     line_plot,
     md_table,
-    pct,
-    pivot_mean_std,
+    pivot_mean_ci,
     save_figure,
     series_style,
     slug,
@@ -31,13 +32,6 @@ NAMES = {"scratch": "Scratch", "ft": "FT", "commoninit": "CommonInit"}
 GAMMA_LABEL = "γ = (a_black − a_white) / a_white"
 
 
-def _mean(df: pd.DataFrame, **where: Any) -> float:
-    sub = df
-    for k, v in where.items():
-        sub = sub[np.isclose(sub[k], v)] if isinstance(v, float) else sub[sub[k] == v]
-    return float(sub["value"].mean()) if len(sub) else float("nan")
-
-
 def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Report:
     """Markdown report with tables, PNG figures (written to ``out_dir``) and checked findings."""
     out_dir = Path(out_dir)
@@ -45,7 +39,10 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
     df["method"] = pd.Categorical(df["method"], [m for m in ORDER if m in set(df["method"])])
     name = plan["experiment"]
     md = [f"# {name}: robustness of transfer-learned models (paper 1, {plan['scale']} scale)", ""]
-    md += [f"Seeds: {len(plan['seeds'])}. Attack: FGSM, ε in pixel units (x ∈ [0, 1]). "
+    md += [f"Seeds: {len(plan['seeds'])}. {UNCERTAINTY_NOTE} Each claim below is a test fixed "
+           "before the run: its effect over seeds with a 95 % interval from a two-level bootstrap "
+           "(seeds, then test images); held or did not hold when the interval lies on one side "
+           "of zero, inconclusive otherwise. Attack: FGSM, ε in pixel units (x ∈ [0, 1]). "
            "Adversarial accuracy is the paper's convention: a test sample counts only if it is "
            "correct on clean **and** on adversarial input, over the whole test set. "
            "γ = (a_black − a_white) / a_white. The paper's largest ε, 0.125 in its [−1, 1] space, is "
@@ -55,7 +52,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
 
     clean = df[df.metric == "clean_acc"]
     md += ["## Clean accuracy on Domain B (Figure 3a)", ""]
-    md.append(md_table(pivot_mean_std(clean, "task", "method").rename(columns=NAMES), "task"))
+    md.append(md_table(pivot_mean_ci(clean, "task", "method").rename(columns=NAMES), "task"))
     bar_plot(clean.assign(method=clean.method.astype(str).map(NAMES)), group="task", hue="method",
              title="Clean accuracy (Domain B)", ylabel="clean accuracy (%)",
              path=out_dir / "clean_accuracy.png", order=[NAMES[m] for m in ORDER])
@@ -69,7 +66,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
         md += [f"## {title} ({fig} style): adversarial accuracy (%)", ""]
         for task, g in sub.groupby("task", sort=False):
             md += [f"### {task}", ""]
-            md.append(md_table(pivot_mean_std(g, "method", "eps", col_fmt=fmt_eps)
+            md.append(md_table(pivot_mean_ci(g, "method", "eps", col_fmt=fmt_eps)
                                .rename(index=NAMES), "strategy"))
             png = f"{slug(attack)}_{slug(task)}.png"
             line_plot(g.assign(method=g.method.astype(str).map(NAMES)), x="eps", hue="method",
@@ -82,7 +79,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
         md += ["## Transferability γ (Figure 5 style)", ""]
         for task, g in gam.groupby("task", sort=False):
             md += [f"### {task}", ""]
-            md.append(md_table(pivot_mean_std(g, "method", "eps", pct=False, col_fmt=fmt_eps)
+            md.append(md_table(pivot_mean_ci(g, "method", "eps", pct=False, col_fmt=fmt_eps)
                                .rename(index=NAMES), "strategy"))
             png = f"gamma_{slug(task)}.png"
             line_plot(g.assign(method=g.method.astype(str).map(NAMES)), x="eps", hue="method",
@@ -130,54 +127,62 @@ def _ablation_section(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]
                   yscale="linear" if is_pct else "auto", hline=None if is_pct else 0.0)
         md += [f"![{key} vs {vary}]({png})"]
     md.append("")
-    f: list[Finding] = []
+    return md, _ablation_claims(df, vary, values, eps_max)
 
-    def at(metric: str, method: str, v: Any, attack: str = "none") -> float:
-        sub = df[(df.metric == metric) & (df.method == method) & (df["vary"] == v) & (df.attack == attack)]
-        if attack != "none":
-            sub = sub[np.isclose(sub.eps, eps_max)]
-        return float(sub["value"].mean()) if len(sub) else float("nan")
 
+def _ablation_claims(df: pd.DataFrame, vary: str, values: list[Any], eps_max: float
+                     ) -> list[Finding]:
+    """The paper's claims about the ablated variable, each a test over seeds (see :class:`~transferguard.reports.claims.ClaimTester`)."""
+    t = ClaimTester(df, eps=eps_max, names=NAMES)
     lo, hi = values[0], values[-1]
+    clean = {"metric": "clean_acc"}
+    white = {"attack": "fgsm-white", "metric": "adv_acc"}
+    f: list[Finding] = []
     if vary.startswith("n_B"):
         for m in ("scratch", "ft"):
-            f.append(Finding(f"[{vary}] {NAMES[m]}: more Domain-B labels give higher clean accuracy (Fig. 6a)",
-                             at("clean_acc", m, hi) > at("clean_acc", m, lo),
-                             f"{pct(at('clean_acc', m, lo))} at {lo} → {pct(at('clean_acc', m, hi))} at {hi}"))
-            f.append(Finding(f"[{vary}] {NAMES[m]}: more Domain-B labels give higher white-box robustness (Fig. 6b)",
-                             at("adv_acc", m, hi, "fgsm-white") > at("adv_acc", m, lo, "fgsm-white"),
-                             f"{pct(at('adv_acc', m, lo, 'fgsm-white'))} at {lo} → "
-                             f"{pct(at('adv_acc', m, hi, 'fgsm-white'))} at {hi}"))
-        g_lo = at("clean_acc", "ft", lo) - at("clean_acc", "scratch", lo)
-        g_hi = at("clean_acc", "ft", hi) - at("clean_acc", "scratch", hi)
-        f.append(Finding(f"[{vary}] fine-tuning helps most when Domain-B labels are scarce (Fig. 6a)",
-                         g_lo > g_hi, f"FT − Scratch clean accuracy: {100 * g_lo:+.1f} points at {lo}, "
-                                      f"{100 * g_hi:+.1f} at {hi}"))
+            f.append(t.claim(f"[{vary}] {NAMES[m]}: more Domain-B labels give higher clean "
+                             f"accuracy (Fig. 6a)", ">", diff,
+                             {"a": (m, {**clean, "vary": hi}), "b": (m, {**clean, "vary": lo})},
+                             f"{NAMES[m]} at {hi} − at {lo}"))
+            f.append(t.claim(f"[{vary}] {NAMES[m]}: more Domain-B labels give higher white-box "
+                             f"robustness (Fig. 6b)", ">", diff,
+                             {"a": (m, {**white, "vary": hi}), "b": (m, {**white, "vary": lo})},
+                             f"{NAMES[m]} at {hi} − at {lo}, adversarial accuracy"))
+        f.append(t.claim(f"[{vary}] fine-tuning helps most when Domain-B labels are scarce "
+                         f"(Fig. 6a: FT − Scratch clean accuracy is larger at {lo} than at {hi})",
+                         ">", lambda r: np.mean(r["fl"] - r["sl"]) - np.mean(r["fh"] - r["sh"]),
+                         {"fl": ("ft", {**clean, "vary": lo}), "sl": ("scratch", {**clean, "vary": lo}),
+                          "fh": ("ft", {**clean, "vary": hi}), "sh": ("scratch", {**clean, "vary": hi})},
+                         f"(FT − Scratch) at {lo} − (FT − Scratch) at {hi}"))
     elif vary.startswith("n_A"):
-        wins = [at("clean_acc", "ft", v) > at("clean_acc", "scratch", v) for v in values]
-        f.append(Finding(f"[{vary}] FT beats Scratch in clean accuracy for every n_A (Fig. 7a)", all(wins),
-                         ", ".join(f"{v}: FT {pct(at('clean_acc', 'ft', v))}" for v in values)
-                         + f"; Scratch {pct(at('clean_acc', 'scratch', lo))}"))
-        f.append(Finding(f"[{vary}] more Domain-A data gives FT higher clean accuracy (Fig. 7a)",
-                         at("clean_acc", "ft", hi) > at("clean_acc", "ft", lo),
-                         f"{pct(at('clean_acc', 'ft', lo))} at {lo} → {pct(at('clean_acc', 'ft', hi))} at {hi}"))
-        f.append(Finding(f"[{vary}] more Domain-A data gives FT higher white-box robustness (Fig. 7b)",
-                         at("adv_acc", "ft", hi, "fgsm-white") > at("adv_acc", "ft", lo, "fgsm-white"),
-                         f"{pct(at('adv_acc', 'ft', lo, 'fgsm-white'))} at {lo} → "
-                         f"{pct(at('adv_acc', 'ft', hi, 'fgsm-white'))} at {hi}"))
+        rates = {f"{tag}{i}": (m, {**clean, "vary": v}) for i, v in enumerate(values)
+                 for tag, m in (("f", "ft"), ("s", "scratch"))}
+        f.append(t.claim(f"[{vary}] FT beats Scratch in clean accuracy for every n_A (Fig. 7a: the "
+                         "smallest FT − Scratch difference over n_A is > 0)", ">",
+                         lambda r: min(np.mean(r[f"f{i}"] - r[f"s{i}"]) for i in range(len(values))),
+                         rates, "smallest FT − Scratch clean accuracy over n_A"))
+        f.append(t.claim(f"[{vary}] more Domain-A data gives FT higher clean accuracy (Fig. 7a)",
+                         ">", diff, {"a": ("ft", {**clean, "vary": hi}),
+                                      "b": ("ft", {**clean, "vary": lo})}, f"FT at {hi} − at {lo}"))
+        f.append(t.claim(f"[{vary}] more Domain-A data gives FT higher white-box robustness "
+                         "(Fig. 7b)", ">", diff, {"a": ("ft", {**white, "vary": hi}),
+                                                   "b": ("ft", {**white, "vary": lo})},
+                         f"FT at {hi} − at {lo}, adversarial accuracy"))
     elif vary == "Domain A" and "U" in values:
         far = [v for v in values if v != "U"][0]
-        for metric, attack, better, text in (
-                ("clean_acc", "none", "higher", "clean accuracy"),
-                ("adv_acc", "fgsm-white", "higher", "white-box robustness"),
-                ("adv_acc", "fgsm-black", "lower", "black-box adversarial accuracy (more transferable)"),
-                ("gamma", "fgsm-black", "lower", "γ")):
-            near_v, far_v = at(metric, "ft", "U", attack), at(metric, "ft", far, attack)
-            ok = near_v > far_v if better == "higher" else near_v < far_v
-            fmt = pct if metric != "gamma" else (lambda v: f"{v:.3f}")
-            f.append(Finding(f"[{vary}] a more similar Domain A (U) gives FT {better} {text} (Fig. 8)",
-                             ok, f"FT from U {fmt(near_v)} vs from {far} {fmt(far_v)}"))
-    return md, f
+        black = {"attack": "fgsm-black", "metric": "adv_acc"}
+        for where, better, text in ((clean, ">", "higher clean accuracy"),
+                                    (white, ">", "higher white-box robustness"),
+                                    (black, "<", "lower black-box adversarial accuracy (more "
+                                                 "transferable)")):
+            f.append(t.claim(f"[{vary}] a more similar Domain A (U) gives FT {text} (Fig. 8)",
+                             better, diff, {"a": ("ft", {**where, "vary": "U"}),
+                                             "b": ("ft", {**where, "vary": far})},
+                             f"FT from U − from {far}"))
+        f.append(t.claim(f"[{vary}] a more similar Domain A (U) gives FT lower γ (Fig. 8)", "<",
+                         _gamma_diff, _gamma_rates(("ft", {"vary": "U"}), ("ft", {"vary": far})),
+                         f"γ of FT from U − from {far}", ratio=True))
+    return f
 
 
 def _grad_norm_section(gn: pd.DataFrame, out_dir: Path) -> str:
@@ -221,45 +226,85 @@ def claim_eps(eps_values: Any) -> float:
 
 
 def check_findings(df: pd.DataFrame) -> list[Finding]:
-    """Check the paper's claims task by task at the paper's largest ε (see :func:`claim_eps`)."""
+    """The paper's claims, task by task, at the paper's largest ε (see :func:`claim_eps`): each a
+    test fixed here, decided by a 95 % interval over seeds and test images (:class:`~transferguard.reports.claims.ClaimTester`)."""
     out: list[Finding] = []
     gn = df[df.metric == "grad_norm"]
     if not gn.empty and {"scratch", "ft"} <= set(gn["method"].astype(str)):
-        ms, mf = (float(gn[gn.method == m]["value"].median()) for m in ("scratch", "ft"))
-        out.append(Finding("FT has smaller input-gradient norms than Scratch (Fig. 10)", mf < ms,
-                           f"median ‖∇x ℓ‖₂: FT {mf:.4f} vs Scratch {ms:.4f}"))
+        out.append(_grad_norm_claim(gn))
     methods = set(df["method"].astype(str))
     for task, t in df.groupby("task", sort=False):
-        eps_max = claim_eps(t[t.attack != "none"]["eps"].unique()) if (t.attack != "none").any() else None
-        cs, cf = _mean(t, metric="clean_acc", method="scratch"), _mean(t, metric="clean_acc", method="ft")
-        if "ft" in methods and not math.isnan(cs):
-            out.append(Finding(f"[{task}] FT has higher clean accuracy than Scratch (Fig. 3a)",
-                               cf > cs, f"FT {pct(cf)} vs Scratch {pct(cs)}"))
-        if eps_max is None:
+        attacked = t[t.attack != "none"]
+        test = ClaimTester(t, eps=claim_eps(attacked["eps"].unique()) if len(attacked) else None,
+                           names=NAMES)
+        if {"scratch", "ft"} <= methods:
+            out.append(test.claim(f"[{task}] FT has higher clean accuracy than Scratch (Fig. 3a)",
+                                  ">", diff, {"a": ("ft", {"metric": "clean_acc"}),
+                                               "b": ("scratch", {"metric": "clean_acc"})},
+                                  "FT − Scratch clean accuracy"))
+        if attacked.empty:
             continue
-        e = fmt_eps(eps_max)
-        ws = _mean(t, attack="fgsm-white", metric="adv_acc", method="scratch", eps=eps_max)
-        wf = _mean(t, attack="fgsm-white", metric="adv_acc", method="ft", eps=eps_max)
-        if not math.isnan(ws) and not math.isnan(wf):
-            out.append(Finding(f"[{task}] FT is more robust than Scratch to white-box FGSM (Fig. 3b–f)",
-                               wf > ws, f"adversarial accuracy at ε={e}: FT {pct(wf)} vs Scratch {pct(ws)}"))
-        bs = _mean(t, attack="fgsm-black", metric="adv_acc", method="scratch", eps=eps_max)
-        if math.isnan(bs):
+        white = {"attack": "fgsm-white", "metric": "adv_acc"}
+        if {"scratch", "ft"} <= set(t[t.attack == "fgsm-white"]["method"].astype(str)):
+            out.append(test.claim(f"[{task}] FT is more robust than Scratch to white-box FGSM "
+                                  "(Fig. 3b–f)", ">", diff,
+                                  {"a": ("ft", white), "b": ("scratch", white)},
+                                  "FT − Scratch adversarial accuracy"))
+        black = {"attack": "fgsm-black", "metric": "adv_acc"}
+        have_black = set(t[t.attack == "fgsm-black"]["method"].astype(str))
+        if "scratch" not in have_black:
             continue
         for m in ("ft", "commoninit"):
-            bm = _mean(t, attack="fgsm-black", metric="adv_acc", method=m, eps=eps_max)
-            if math.isnan(bm):
+            if m not in have_black:
                 continue
-            out.append(Finding(
-                f"[{task}] {NAMES[m]} is more vulnerable than Scratch to black-box FGSM from Model A (Fig. 4)",
-                bm < bs, f"adversarial accuracy at ε={e}: {NAMES[m]} {pct(bm)} vs Scratch {pct(bs)}"))
-            gs = _mean(t, metric="gamma", method="scratch", eps=eps_max)
-            gm = _mean(t, metric="gamma", method=m, eps=eps_max)
-            out.append(Finding(f"[{task}] γ of {NAMES[m]} is below γ of Scratch (Fig. 5)",
-                               gm < gs, f"γ at ε={e}: {NAMES[m]} {gm:.3f} vs Scratch {gs:.3f}"))
-        gf = _mean(t, metric="gamma", method="ft", eps=eps_max)
-        if not math.isnan(gf):
-            out.append(Finding(f"[{task}] γ of FT drops below 0 at the paper's largest ε (Model A's examples "
-                               "beat white-box ones; the paper saw this on (M, U, S))",
-                               gf < 0, f"γ(FT) at ε={e} = {gf:.3f}"))
+            out.append(test.claim(
+                f"[{task}] {NAMES[m]} is more vulnerable than Scratch to black-box FGSM from "
+                "Model A (Fig. 4)", "<", diff, {"a": (m, black), "b": ("scratch", black)},
+                f"{NAMES[m]} − Scratch adversarial accuracy"))
+            out.append(test.claim(f"[{task}] γ of {NAMES[m]} is below γ of Scratch (Fig. 5)", "<",
+                                  _gamma_diff, _gamma_rates((m, {}), ("scratch", {})),
+                                  f"γ of {NAMES[m]} − γ of Scratch", ratio=True))
+        if "ft" in have_black:
+            out.append(test.claim(
+                f"[{task}] γ of FT drops below 0 at the paper's largest ε (Model A's examples "
+                "beat white-box ones; the paper saw this on (M, U, S))", "<", _gamma,
+                _gamma_rates(("ft", {}), None), "γ of FT", ratio=True))
     return out
+
+
+def _gamma(r: dict[str, np.ndarray]) -> float:
+    """Mean over seeds of γ = (a_black − a_white) / a_white."""
+    return float(np.mean((r["ba"] - r["wa"]) / r["wa"]))
+
+
+def _gamma_diff(r: dict[str, np.ndarray]) -> float:
+    return _gamma(r) - float(np.mean((r["bb"] - r["wb"]) / r["wb"]))
+
+
+def _gamma_rates(a: tuple[str, dict[str, Any]], b: tuple[str, dict[str, Any]] | None
+                 ) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The black- and white-box adversarial accuracies γ is made of, for one or two models."""
+    out = {}
+    for side, model in (("a", a), ("b", b)):
+        if model is not None:
+            method, where = model
+            out[f"b{side}"] = (method, {**where, "attack": "fgsm-black", "metric": "adv_acc"})
+            out[f"w{side}"] = (method, {**where, "attack": "fgsm-white", "metric": "adv_acc"})
+    return out
+
+
+def _grad_norm_claim(gn: pd.DataFrame) -> Finding:
+    """Fig. 10: FT's median input-gradient norm is below Scratch's (seeds, then images)."""
+    text = "FT has smaller input-gradient norms than Scratch (Fig. 10: median, FT − Scratch < 0)"
+    per = {m: {int(s): g["value"].to_numpy(float) for s, g in gn[gn.method == m].groupby("seed")}
+           for m in ("ft", "scratch")}
+    eff = bootstrap_values(per["ft"], per["scratch"])
+    if eff is None:
+        return Finding(text, None, "not checkable: no gradient norms of both models")
+    verdict = decide(eff.low, eff.high, claimed="<")
+    ms, mf = (float(np.median(np.concatenate(list(per[m].values())))) for m in ("scratch", "ft"))
+    return Finding(text, {"held": True, "did not hold": False}.get(verdict),
+                   f"median ‖∇x ℓ‖₂ FT {mf:.4f} vs Scratch {ms:.4f}: difference {eff.effect:+.4f} "
+                   f"(95 % CI {eff.low:+.4f} to {eff.high:+.4f}; {eff.seeds} seed(s))",
+                   effect=eff.effect, ci_low=eff.low, ci_high=eff.high, seeds=eff.seeds,
+                   n_images=eff.n_images, inconclusive=verdict == "inconclusive")

@@ -1,0 +1,33 @@
+"""The plateau flag: a rule fixed in code, checked on hand-written validation histories."""
+
+from __future__ import annotations
+
+from transferguard.training.convergence import plateaued
+
+
+def _history(accs: list[float], every: int = 10, phase: str = "main") -> list[dict]:
+    return [{"iteration": every * (i + 1), "val_acc": a, "phase": phase} for i, a in enumerate(accs)]
+
+
+def test_levelled_off_and_still_climbing_runs():
+    # best 0.90 reached early; the last quarter (iterations > 75) adds nothing
+    assert plateaued(_history([0.5, 0.8, 0.9, 0.9, 0.89, 0.9, 0.9, 0.9, 0.9, 0.9])) is True
+    # the last quarter adds 5 points: still improving when the budget ended
+    assert plateaued(_history([0.5, 0.6, 0.7, 0.75, 0.8, 0.82, 0.84, 0.85, 0.88, 0.90])) is False
+    # exactly one point more in the last quarter still counts as a plateau
+    assert plateaued(_history([0.5, 0.7, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.81, 0.8])) is True
+
+
+def test_a_tiny_validation_split_tolerates_one_image():
+    climbing = _history([0.3, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7])
+    assert plateaued(climbing) is False
+    # ten validation images: one more correct image is ten points, within the tolerance
+    assert plateaued(climbing, n_val=10) is True
+    assert plateaued(climbing, n_val=1000) is False
+
+
+def test_unknown_without_validations_and_swa_rows_ignored():
+    assert plateaued([]) is None
+    assert plateaued(_history([0.9])) is None
+    swa = _history([0.5, 0.8, 0.8, 0.8]) + [{"iteration": 50, "val_acc": 0.99, "phase": "swa-final"}]
+    assert plateaued(swa) is True
