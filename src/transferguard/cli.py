@@ -55,6 +55,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"{name:<{width}}  {exp.summary}")
         print(f"{'all':<{width}}  every experiment above, one index report")
         return 0
+    if args.plan:  # a cost estimate only: nothing trained, no run folder, no store created
+        from .experiments.costplan import cost_plan_text
+
+        print(cost_plan_text(args.name, scale=args.scale, seeds=args.seeds,
+                             first_seed=args.first_seed, store=args.store, profile=args.profile,
+                             gpus=args.gpus, device=args.device, precision=args.precision))
+        return 0
     if args.report_only:
         if args.name == "all":
             df, out = reproduce_all(scale=args.scale, out=args.out, report_only=True)
@@ -73,6 +80,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                   device=args.device, progress=not args.quiet, data_root=args.data_root,
                   backend=args.backend, workers=args.workers, address=args.address,
                   overwrite=args.overwrite, first_seed=args.first_seed)
+    kwargs.update(precision=args.precision, gpus_per_unit=args.gpus_per_unit)
     if args.name == "all":
         df, out = reproduce_all(**kwargs)
     else:
@@ -104,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_domain
     from .methods import create_method
     from .models import create_model, load_model, save_checkpoint
-    from .training import TrainConfig, evaluate, fit
+    from .training import TrainConfig, evaluate, fit, resolve_precision
     from .utils import resolve_device, seed_everything
 
     device = resolve_device(args.device)
@@ -120,13 +128,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=None if args.iterations else args.epochs, iterations=args.iterations,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       momentum=args.momentum, schedule=args.schedule, patience=args.patience,
-                      seed=args.seed, device=str(device), progress=not args.quiet)
+                      seed=args.seed, device=str(device), progress=not args.quiet,
+                      precision=resolve_precision(args.precision, device))
     teacher = source if getattr(method, "needs_teacher", False) else None
     result = fit(model, method, dom.train, dom.val, cfg, teacher=teacher)
     test_acc = evaluate(result.model, dom.test, batch_size=256)
     meta = {"domain": args.domain, "classes": dom.classes, "method": args.method,
             "parent": str(args.source) if args.source else None, "seed": args.seed,
-            "input_size": args.size,
+            "input_size": args.size, "precision": cfg.precision,
             "metrics": {"best_val_acc": result.best_val_acc, "test_acc": test_acc}}
     path = save_checkpoint(result.model.cpu(), stem, meta)
     val = "n/a" if result.best_val_acc is None else f"{100 * result.best_val_acc:.2f}%"
@@ -363,8 +372,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel training units (default: half the cores; 1 runs in-process)")
     r.add_argument("--address", default=None,
                    help="HOST:PORT of an existing Ray cluster (--backend ray)")
+    r.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="bf16: forward and loss under bf16 autocast (channels-last on CUDA), a different "
+                        "model with its own store key; auto: bf16 on CUDA, fp32 on the CPU")
+    r.add_argument("--gpus-per-unit", type=float, default=None,
+                   help="--backend ray: GPUs each training unit requests (a fraction such as 0.25 "
+                        "shares a GPU; default 1 on CUDA, 0 on the CPU)")
     r.add_argument("--report-only", action="store_true",
                    help="rebuild the report(s) in --out from results.csv, computing nothing")
+    r.add_argument("--plan", action="store_true",
+                   help="print what the run would train, craft and evaluate and an estimate of "
+                        "its time, then stop (trains nothing, writes nothing)")
+    r.add_argument("--profile", default=None,
+                   help="--plan: device profile for the time (h200), or here to probe this "
+                        "machine (default: here offline, h200 at paper scale)")
+    r.add_argument("--gpus", type=int, default=1,
+                   help="--plan: devices the training waves are spread over (wall-time estimate)")
     common(r)
     r.set_defaults(func=cmd_reproduce)
 
@@ -401,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--split-seed", type=int, default=0,
                    help="seed of the subsample and validation split")
     t.add_argument("--seed", type=int, default=0, help="training seed")
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="bf16: forward and loss under bf16 autocast (channels-last on CUDA), a different "
+                        "model with its own store key; auto: bf16 on CUDA, fp32 on the CPU")
     common(t)
     t.set_defaults(func=cmd_train)
 

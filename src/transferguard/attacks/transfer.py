@@ -2,10 +2,16 @@
 
 A transfer (black-box) attack crafts on the source only; the target models are queried only
 afterwards, on the finished adversarial batch, by :func:`transfer_predictions`.
+
+Precision: crafting (every input gradient) always runs in fp32, whatever precision a model was
+trained in, so a crafted batch does not depend on the hardware's bf16 kernels. Only the
+prediction forward may run under bf16 autocast (``precision="bf16"``), which is cheap to check
+against fp32 (``tests/test_precision.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,15 +40,31 @@ def _check_batch_size(batch_size: int) -> None:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
 
 
-def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+PREDICT_PRECISIONS = (None, "fp32", "bf16")
+
+
+def _forward_precision(precision: str | None, device: torch.device | None
+                       ) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` for ``precision="bf16"``; nothing for fp32 / None."""
+    if precision not in PREDICT_PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose fp32 or bf16")
+    if precision == "bf16":
+        return torch.autocast(device.type if device is not None else "cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256,
+            precision: str | None = None) -> torch.Tensor:
     """Predicted labels (CPU ``LongTensor``), in eval mode under ``inference_mode``.
 
     Batches move to the model's device; the model's previous train/eval modes are restored.
+    ``precision="bf16"`` runs the forward under bf16 autocast (faster on GPUs; labels can differ
+    from fp32 on near-ties); None / "fp32" is the plain fp32 forward. Crafting stays fp32.
     """
     _check_batch_size(batch_size)
     device = model_device(model)
     preds = []
-    with eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode(), _forward_precision(precision, device):
         for start in range(0, len(x), batch_size):
             xb = x[start:start + batch_size]
             if device is not None:
@@ -52,9 +74,12 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> torc
 
 
 def transfer_predictions(x_adv: torch.Tensor, models: Mapping[str, nn.Module],
-                         batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """Predictions of every named model on one already-crafted batch."""
-    return {name: predict(model, x_adv, batch_size=batch_size) for name, model in models.items()}
+                         batch_size: int = 256, precision: str | None = None
+                         ) -> dict[str, torch.Tensor]:
+    """Predictions of every named model on one already-crafted batch (``precision``: see
+    :func:`predict`; the batch itself was crafted in fp32)."""
+    return {name: predict(model, x_adv, batch_size=batch_size, precision=precision)
+            for name, model in models.items()}
 
 
 def craft_in_batches(attack_fn: Callable[..., Any], x: torch.Tensor,

@@ -1,9 +1,14 @@
-"""One-time migration of run folders written before runs recorded ``run.json``.
+"""One-time migrations of run folders written by older versions.
 
-Such a run kept its wall time, cache counters and training cost only in the closing paragraph of
-``report.md``. :func:`run_record_from_report` reads them back so that ``reproduce --report-only``
-can write the folder's ``run.json``; after that the Markdown is never read again. This is the
-only code that parses a report; delete it once no such folder is left.
+* :func:`run_record_from_report` — folders from before runs recorded ``run.json``;
+* :func:`add_image_counts` — results from before rows carried ``n_images`` / ``n_classes``.
+
+A run of the first kind kept its wall time, cache counters and training cost only in the closing
+paragraph of ``report.md``; :func:`run_record_from_report` reads them back so that
+``reproduce --report-only`` can write the folder's ``run.json``; after that the Markdown is never
+read again (the only code that parses a report). Both run once per folder, from
+:func:`~transferguard.experiments.reproduce.rebuild_report`, which records the migration in
+``run.json``; delete them once no such folder is left.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The footer as `reproduce` wrote it before run.json existed.
 _FOOTER = re.compile(
@@ -36,3 +44,37 @@ def run_record_from_report(out_dir: str | os.PathLike) -> dict[str, Any] | None:
             "counters": {k: int(m[k]) for k in ("trained", "loaded", "evaluated", "eval_cached")},
             "models": int(m["models"]), "train_seconds": int(m["train"]), "claims": None,
             "migrated_from": "report.md footer"}
+
+
+def add_image_counts(df: pd.DataFrame, plan: dict[str, Any], data_root: str | None = None
+                     ) -> pd.DataFrame | None:
+    """The results of a run written before rows carried ``n_images`` / ``n_classes``, with both
+    columns added from the plan's test splits (loaded again: the split is a pure function of the
+    ``DataSpec``), so that the tested claims can count images. None when nothing was missing.
+
+    Paper 1 rows are keyed by task (Domain B's test split), paper 2 rows by family and target
+    domain (at most the family's ``n_test`` images). Every other column is left as it was.
+    """
+    if "n_images" in df.columns and df["n_images"].notna().all():
+        return None
+    import pandas as pd
+
+    from ..data import load_domain
+    from .spec import DataSpec
+
+    def size(data: dict[str, Any], cap: int | None = None) -> tuple[int, int]:
+        spec = DataSpec(**data)
+        dom = load_domain(spec.domain, root=data_root, **spec.load_kwargs())
+        return min(len(dom.test.y), cap or len(dom.test.y)), dom.num_classes
+
+    out = df.copy()
+    if "tasks" in plan:
+        sizes = {t["task"]: size(t["B"]) for t in plan["tasks"]}
+        keys = out["task"]
+    else:
+        sizes = {(f["family"], t["domain"]): size(t, f.get("n_test"))
+                 for f in plan["families"] for t in f["targets"]}
+        keys = pd.Series(list(zip(out["family"], out["task"], strict=True)), index=out.index)
+    out["n_images"] = [sizes[k][0] for k in keys]
+    out["n_classes"] = [sizes[k][1] for k in keys]
+    return out

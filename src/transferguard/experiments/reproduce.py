@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .._io import atomic_write, atomic_write_json
 from ..errors import ConfigError
 from .base import RESULT_COLUMNS, SCALES
-from .legacy_runs import run_record_from_report
+from .legacy_runs import add_image_counts, run_record_from_report
 from .registry import get_experiment
 
 if TYPE_CHECKING:
@@ -66,10 +66,13 @@ def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def command_line(name: str, scale: str, seeds: int, first_seed: int = 0) -> str:
-    """The command that reproduces a run, as its report quotes it."""
+def command_line(name: str, scale: str, seeds: int, first_seed: int = 0,
+                 precision: str = "fp32") -> str:
+    """The command that reproduces a run, as its report quotes it (``--precision`` when not fp32,
+    as a bf16 run's models differ from the fp32 ones a plain command trains on the CPU)."""
     return (f"transferguard reproduce {name} --scale {scale} --seeds {seeds}"
-            + (f" --first-seed {first_seed}" if first_seed else ""))
+            + (f" --first-seed {first_seed}" if first_seed else "")
+            + (f" --precision {precision}" if precision != "fp32" else ""))
 
 
 def shift_seeds(plan: Any, first_seed: int) -> Any:
@@ -142,7 +145,8 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
               out: str | os.PathLike | None = None, store: str | os.PathLike | None = None,
               device: str = "auto", progress: bool = True, data_root: str | None = None,
               backend: str = "local", workers: int | None = None, address: str | None = None,
-              overwrite: bool = False, first_seed: int = 0) -> tuple[pd.DataFrame, Path]:
+              overwrite: bool = False, first_seed: int = 0, precision: str = "auto",
+              gpus_per_unit: float | None = None) -> tuple[pd.DataFrame, Path]:
     """Run experiment ``name`` and write its run folder; return (results, run folder).
 
     ``seeds`` seeds starting at ``first_seed`` (default 0): two runs with disjoint seeds are two
@@ -151,9 +155,18 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
     Re-running the same plan into its folder is allowed (finished work comes from the store, so
     the table is the same); a folder that holds a run of another plan (other seeds, scale or
     experiment) is refused unless ``overwrite``.
+
+    ``precision`` (auto, fp32, bf16; auto = :func:`transferguard.training.default_precision` of
+    the device: bf16 on CUDA, fp32 on the CPU) is written into every TrainSpec of the plan
+    (:func:`~transferguard.experiments.spec.plan_with_precision`), so a bf16 run's models, batches
+    and evaluations have their own keys and its ``spec.json`` says so. ``gpus_per_unit``: GPUs
+    each Ray training unit requests (:func:`~transferguard.experiments.backends.run_units`).
     """
     from ..reports.common import write_report
+    from ..training.config import resolve_precision
+    from ..utils import resolve_device
     from .runner import Runner
+    from .spec import plan_with_precision
     from .store import Store
 
     if scale not in SCALES:
@@ -174,11 +187,14 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
     root.setLevel(logging.INFO)
     try:
         plan = shift_seeds(exp.plan(scale, n_seeds), first_seed)
+        precision = resolve_precision(precision, resolve_device(device))
+        plan = plan_with_precision(plan, precision)  # fp32: the plan as before precision existed
         if not overwrite:
             _refuse_other_run(out_dir, name, plan)
         atomic_write_json(out_dir / "spec.json", plan)
         runner = Runner(Store(store), device=device, progress=progress, data_root=data_root,
-                        backend=backend, workers=workers, address=address)
+                        backend=backend, workers=workers, address=address,
+                        gpus_per_unit=gpus_per_unit)
         t0 = time.perf_counter()
         rows = exp.run(runner, plan)
         df = results_frame(rows)
@@ -191,7 +207,8 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
         elapsed = time.perf_counter() - t0  # computing, checkpoint links and report figures
         run = {"experiment": name, "scale": scale, "seeds": n_seeds,
                **({"first_seed": first_seed} if first_seed else {}),
-               "command": command_line(name, scale, n_seeds, first_seed), "finished": _utc_now(),
+               "command": command_line(name, scale, n_seeds, first_seed, precision),
+               **({"precision": precision} if precision != "fp32" else {}), "finished": _utc_now(),
                "elapsed_s": round(elapsed, 3), "counters": dict(runner.counters),
                "models": n_models, "train_seconds": round(train_s, 3), "claims": report.claims()}
         atomic_write_json(out_dir / RUN_RECORD, run)  # first: a report.md implies its run.json
@@ -240,6 +257,7 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
     import pandas as pd
 
     from ..reports.common import write_report
+    from .spec import plan_precision, plan_with_precision
 
     exp = get_experiment(name)
     out_dir = Path(out)
@@ -253,7 +271,9 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
         raise ConfigError(f"{out_dir}: unreadable spec.json or results.csv: {exc}") from None
     scale, n_seeds = stored.get("scale", "offline"), _n_seeds(stored)
     first = _first_seed(stored)
-    plan = json.loads(json.dumps(shift_seeds(exp.plan(scale, n_seeds), first), default=str))
+    precision = plan_precision(stored)  # a bf16 run's plan carries it in its TrainSpecs
+    plan = json.loads(json.dumps(plan_with_precision(shift_seeds(exp.plan(scale, n_seeds), first),
+                                                     precision), default=str))
     if _without_notes(plan) != _without_notes(stored):
         raise ConfigError(f"the {name} plan changed since the run in {out_dir}; its results no "
                           "longer match the code: re-run without --report-only")
@@ -263,9 +283,14 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
         log.warning("%s has neither run.json nor a report footer: its wall time and training cost "
                     "are unknown", out_dir)
         run = {"experiment": name, "scale": scale, "seeds": n_seeds,
-               "command": command_line(name, scale, n_seeds, first), "finished": None,
+               "command": command_line(name, scale, n_seeds, first, precision), "finished": None,
                "elapsed_s": None,
                "counters": None, "models": None, "train_seconds": None}
+    counted = add_image_counts(df, plan)  # results from before rows carried n_images
+    if counted is not None:
+        df = counted
+        write_results(df, out_dir / "results.csv")
+        run = {**run, "image_counts_added": _utc_now()}
     atomic_write_json(out_dir / "spec.json", plan)
     report = exp.report(df, out_dir, plan)
     write_findings(name, report.findings, out_dir)

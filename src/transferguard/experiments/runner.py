@@ -28,6 +28,7 @@ from .._allocator import tune_malloc
 from ..data import Domain, load_domain
 from ..errors import CheckpointError, StoreError
 from ..models import TGModel, create_model, load_checkpoint, read_sidecar, save_checkpoint
+from ..training.convergence import plateaued
 from ..utils import resolve_device, seed_everything
 from .backends import run_units
 from .spec import DataSpec, ModelSpec, canonical_hash
@@ -43,9 +44,12 @@ class Runner:
 
     def __init__(self, store: Store | None = None, *, device: str = "auto",
                  progress: bool = True, data_root: str | None = None, backend: str = "serial",
-                 workers: int | None = None, address: str | None = None) -> None:
+                 workers: int | None = None, address: str | None = None,
+                 gpus_per_unit: float | None = None) -> None:
         self.store = store or Store()
         self.backend, self.workers, self.address = backend, workers, address
+        #: GPUs each Ray training unit requests (None: 1 on CUDA, 0 on the CPU; see run_units).
+        self.gpus_per_unit = gpus_per_unit
         self.device = resolve_device(device)
         self.progress = progress
         self.data_root = data_root
@@ -115,7 +119,7 @@ class Runner:
         """Columns recording the hyper-parameter selection of a model (paper protocol)."""
         meta = self.meta(spec)
         return {"lr": meta.get("selected_lr"), "weight_decay": meta.get("selected_weight_decay"),
-                "val_acc": meta.get("best_val_acc")}
+                "val_acc": meta.get("best_val_acc"), "plateaued": meta.get("plateaued")}
 
     def _train(self, spec: ModelSpec, key: str) -> tuple[TGModel, dict[str, Any]]:
         parent = self.model(spec.parent)[0] if spec.parent is not None else None
@@ -138,6 +142,8 @@ class Runner:
             "classes": dom.classes, "method": spec.method, "seed": spec.seed,
             "parent": spec.parent.key() if spec.parent is not None else None,
             "selected_lr": lr, "selected_weight_decay": wd, "best_val_acc": val_acc,
+            "best_iteration": result.best_iteration, "iterations_run": result.iterations_run,
+            "plateaued": plateaued(result.history, len(dom.val.y) or None),
             "hp_trials": trials, "train_seconds": round(time.perf_counter() - t0, 2),
         }
         try:
@@ -167,6 +173,7 @@ class Runner:
                                  pretrained=spec.pretrained if spec.parent is None else None)
             method = create_method(spec.method, **spec.method_options)
             model = method.prepare(model, parent, dom.num_classes)
+            # spec.train mirrors TrainConfig's fields, precision (fp32 / bf16) included
             cfg = TrainConfig(**{**asdict(spec.train), "lr": lr, "weight_decay": wd},
                               seed=spec.seed, device=str(self.device), progress=self.progress,
                               checkpoint_path=str(partial), desc=spec.describe())
@@ -183,7 +190,7 @@ class Runner:
         """Train every spec not yet in the store, in parallel on the runner's backend."""
         self.used.update(s.key() for s in specs)
         run_units(self, specs, train_unit=_train_unit, backend=self.backend, workers=self.workers,
-                  address=self.address)
+                  address=self.address, gpus_per_unit=self.gpus_per_unit)
 
     # ------------------------------------------------------------ crafting
     def crafted(self, key_parts: dict[str, Any], craft: Callable[[], Any]) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 SPEC_VERSION = 1
@@ -56,6 +56,11 @@ class TrainSpec:
     Exactly TrainConfig's fields minus its ``VOLATILE`` ones (device, progress, ...) and ``seed``
     (which lives on :class:`ModelSpec`), with plain dicts for ``swa`` / ``adv_train`` so the spec
     hashes as JSON; a test keeps the two field lists in step.
+
+    ``precision`` ("fp32" or "bf16", :data:`transferguard.training.PRECISIONS`): a bf16-trained
+    model is a different model, so it is part of the key, but only when it is not "fp32" —
+    every fp32 spec keeps the key it had before the field existed (stores and results tables
+    hold those keys).
     """
 
     epochs: int | None = 10
@@ -70,6 +75,11 @@ class TrainSpec:
     head_weight_decay: float | None = None
     swa: dict | None = None
     adv_train: dict | None = None
+    precision: str = "fp32"
+
+
+#: Names of :class:`TrainSpec`'s fields (a plan stores each TrainSpec as a dict of these).
+TRAIN_FIELDS = frozenset(f.name for f in fields(TrainSpec))
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,8 @@ class ModelSpec:
         """Resolved description; the parent appears as its own full description."""
         d = asdict(self)
         d["parent"] = self.parent.to_dict() if self.parent is not None else None
+        if d["train"]["precision"] == "fp32":  # the default: keys as before the field existed
+            del d["train"]["precision"]
         d.pop("label")  # a display name never changes what is trained
         d["version"] = SPEC_VERSION
         return d
@@ -101,6 +113,45 @@ class ModelSpec:
     def with_(self, **changes: Any) -> ModelSpec:
         return replace(self, **changes)
 
+    def with_precision(self, precision: str) -> ModelSpec:
+        """This spec with ``precision`` for itself and every trained ancestor."""
+        parent = self.parent.with_precision(precision) if self.parent is not None else None
+        return replace(self, train=replace(self.train, precision=precision), parent=parent)
+
     def describe(self) -> str:
         base = self.label or f"{self.method}:{self.data.domain}"
         return f"{base} [{self.arch}, seed {self.seed}]"
+
+
+def plan_with_precision(plan: Any, precision: str) -> Any:
+    """``plan`` (JSON data) with every TrainSpec dict in it set to ``precision``.
+
+    A plan stores each :class:`TrainSpec` as a dict of its fields (``asdict``); those dicts —
+    recognised by their keys, with or without ``precision`` — get ``precision`` when it is not
+    "fp32" and lose the key when it is, so an fp32 plan (and its ``spec.json``) is the same as
+    before the field existed. Every spec an experiment builds from the returned plan then
+    trains (and is keyed) at that precision: models, crafted batches and evaluation units of a
+    bf16 run never mix with an fp32 run's in a shared store.
+    """
+    if isinstance(plan, dict):
+        if plan and set(plan) in (TRAIN_FIELDS, TRAIN_FIELDS - {"precision"}):
+            base = {k: v for k, v in plan.items() if k != "precision"}
+            return base if precision == "fp32" else {**base, "precision": precision}
+        return {k: plan_with_precision(v, precision) for k, v in plan.items()}
+    if isinstance(plan, list | tuple):
+        return type(plan)(plan_with_precision(v, precision) for v in plan)
+    return plan
+
+
+def plan_precision(plan: Any) -> str:
+    """The precision a plan's TrainSpec dicts ask for ("fp32" when none says otherwise)."""
+    if isinstance(plan, dict):
+        if plan and set(plan) == TRAIN_FIELDS:
+            return str(plan["precision"])
+        found = {plan_precision(v) for v in plan.values()}
+    elif isinstance(plan, list | tuple):
+        found = {plan_precision(v) for v in plan}
+    else:
+        return "fp32"
+    found.discard("fp32")
+    return found.pop() if found else "fp32"

@@ -6,12 +6,17 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import ConfigError
 
+if TYPE_CHECKING:
+    import torch
+
 SCHEDULES = ("constant", "cosine")
 ADV_MODES = ("mix", "adv")
+#: Arithmetic of the training step's forward and loss (weights and optimizer stay fp32).
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -71,6 +76,10 @@ class TrainConfig:
     ``head_weight_decay`` (Renofeation: a fixed 1e-2 on the last linear layer) defaults to
     ``weight_decay``. ``checkpoint_path`` enables resume; ``max_iterations_this_call`` stops the
     call early without saving (as if killed), for tests and time-sliced jobs.
+    ``precision="bf16"`` runs each step's forward and loss under bf16 autocast (channels-last
+    memory on CUDA); it trains a different model, so it is result-determining. ``"fp32"`` is
+    the plain code path and is left out of :meth:`fingerprint` (states saved before the field
+    existed still resume).
     """
 
     iterations: int | None = None
@@ -92,6 +101,7 @@ class TrainConfig:
     max_iterations_this_call: int | None = None
     eval_batch_size: int = 512
     desc: str = "train"
+    precision: str = "fp32"
 
     #: Fields that do not change the result (excluded from the resume fingerprint).
     VOLATILE: ClassVar[tuple[str, ...]] = ("device", "progress", "checkpoint_path",
@@ -119,6 +129,8 @@ class TrainConfig:
         if self.adv_train is not None and self.adv_train.mode not in ADV_MODES:
             raise ConfigError(f"unknown adversarial-training mode {self.adv_train.mode!r}; "
                               f"choose one of {ADV_MODES}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
 
     def iterations_per_epoch(self, n_train: int) -> int:
         return max(1, n_train // self.batch_size)
@@ -132,7 +144,30 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """JSON of the result-determining fields (a resumed run must match it)."""
         d = {k: v for k, v in asdict(self).items() if k not in self.VOLATILE}
+        if d["precision"] == "fp32":  # the default path: same fingerprint as before the field
+            del d["precision"]
         return json.dumps(d, sort_keys=True, default=str)
+
+
+def default_precision(device: str | torch.device) -> str:
+    """The training precision ``auto`` means on ``device``: ``bf16`` on CUDA, else ``fp32``.
+
+    bf16 autocast + channels-last was faster than fp32 for every architecture measured on an
+    H200 (1.03× DTN … 2.37× WRN-28-10). The CPU keeps fp32: CPU runs must reproduce the
+    committed (fp32) results and store keys, and bf16's CPU speed depends on the CPU's bf16
+    instructions (a DTN step was 1.85× faster with AVX512-BF16; ask for ``bf16`` explicitly).
+    """
+    kind = getattr(device, "type", None) or str(device).split(":")[0]  # no torch import needed
+    return "bf16" if kind == "cuda" else "fp32"
+
+
+def resolve_precision(precision: str | None, device: str | torch.device) -> str:
+    """``precision`` checked, with ``auto`` / None replaced by :func:`default_precision`."""
+    if precision is None or precision == "auto":
+        return default_precision(device)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose auto or one of {PRECISIONS}")
+    return precision
 
 
 def lr_factor(schedule: str, iteration: int, total: int) -> float:

@@ -23,10 +23,17 @@ Structure: :func:`fit` checks its inputs and resolves the stages (``_prepare``),
 :class:`TrainState` (everything a checkpoint saves), resumes it (``_Checkpointer``), runs
 ``_train_loop`` (``_step``, ``_evaluate_step``, ``_select``, ``_enter_swa``) and ends with
 ``_finish`` (``_finish_swa`` or the best weights).
+
+Precision: ``config.precision="bf16"`` runs the forward passes and the loss of each step
+(student, teacher, regulariser) under ``torch.autocast(dtype=torch.bfloat16)``; weights, gradients
+and the optimizer stay fp32, and on CUDA the models and batches use channels-last memory (restored
+to the standard layout when ``fit`` returns). PGD crafting for adversarial training, validation
+and the SWA BN update run in fp32. ``"fp32"`` is exactly the plain code path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -151,6 +158,14 @@ class _Run:
     eval_every: int
     #: :func:`transferguard.attacks.pgd` when adversarial training is on (imported lazily).
     pgd: Callable[..., torch.Tensor] | None
+    #: Models and batches in channels-last memory (bf16 on CUDA).
+    channels_last: bool = False
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The training step's forward context: bf16 autocast, or nothing for fp32."""
+        if self.config.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
         groups = self.method.parameter_groups(self.model, self.config)
@@ -159,6 +174,11 @@ class _Run:
         for g in groups:
             g["lr"] = lr
         return torch.optim.SGD(groups, lr=lr, momentum=self.config.momentum)
+
+
+def _uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
+    """Channels-last memory pays off for bf16 convolutions on CUDA (tensor cores) only."""
+    return config.precision == "bf16" and device.type == "cuda"
 
 
 def _prepare(model: TGModel, method: TransferMethod, train: Split, val: Split | None,
@@ -174,6 +194,11 @@ def _prepare(model: TGModel, method: TransferMethod, train: Split, val: Split | 
     teacher = teacher if method.needs_teacher else None
     if teacher is not None:
         teacher.to(device).eval()
+    channels_last = _uses_channels_last(config, device)
+    if channels_last:
+        for m in (model, teacher):
+            if m is not None:
+                m.to(memory_format=torch.channels_last)
     main_total = config.total_iterations(len(train))
     swa_cfg = config.swa if config.swa is not None else (SWAConfig() if method.swa else None)
     swa_iters, swa_lr, swa_every = swa_cfg.resolve(main_total, config.lr) if swa_cfg else (0, 0.0, 1)
@@ -182,7 +207,7 @@ def _prepare(model: TGModel, method: TransferMethod, train: Split, val: Split | 
     if config.adv_train is not None:
         from ..attacks import pgd  # lazy: attacks depend on models only, not on training
     return _Run(model, method, train, val, config, teacher, device, main_total, swa_cfg, swa_iters,
-                swa_lr, swa_every, per_epoch, config.eval_every or per_epoch, pgd)
+                swa_lr, swa_every, per_epoch, config.eval_every or per_epoch, pgd, channels_last)
 
 
 # ---------------------------------------------------------------------------- training state
@@ -316,8 +341,14 @@ def fit(model: TGModel, method: TransferMethod, train: Split, val: Split | None,
     checkpointer.seed_rng(ck)
     stats = _CallStats()
     t0 = time.perf_counter()
-    _train_loop(run, state, checkpointer, stats, on_step)
-    final_acc = _finish(run, state) if stats.completed else None
+    try:
+        _train_loop(run, state, checkpointer, stats, on_step)
+        final_acc = _finish(run, state) if stats.completed else None
+    finally:
+        if run.channels_last:  # hand the models back in the standard layout
+            for m in (model, run.teacher):
+                if m is not None:
+                    m.to(memory_format=torch.contiguous_format)
     model.eval()
     return _result(run, state, stats, final_acc, time.perf_counter() - t0)
 
@@ -381,14 +412,17 @@ def _step(run: _Run, state: TrainState) -> tuple[float, int]:
         x_adv = run.pgd(model, x, y, adv.eps, steps=adv.steps, step_size=adv.resolved_step_size(),
                         random_start=adv.random_start, generator=state.adv_gen)
         x, y = (torch.cat([x, x_adv]), torch.cat([y, y])) if adv.mode == "mix" else (x_adv, y)
+    if run.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     method.train_mode(model)
-    stage_outs, feats = model.forward_stages(x)
-    loss = F.cross_entropy(model.head(feats), y)
-    teacher_outs = None
-    if run.teacher is not None:
-        with torch.no_grad():
-            teacher_outs, _ = run.teacher.forward_stages(x)
-    loss = loss + method.regularizer(model, x, stage_outs, feats, teacher_outs)
+    with run.autocast():  # fp32: a null context, the plain code path
+        stage_outs, feats = model.forward_stages(x)
+        loss = F.cross_entropy(model.head(feats), y)
+        teacher_outs = None
+        if run.teacher is not None:
+            with torch.no_grad():
+                teacher_outs, _ = run.teacher.forward_stages(x)
+        loss = loss + method.regularizer(model, x, stage_outs, feats, teacher_outs)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.optimizer.step()
