@@ -243,6 +243,18 @@ def test_reproduce_all_index_reports_shared_and_standalone_cost(tmp_path, monkey
     assert "| 4242 | 777 (3 models) |" in index and "| 123 | 456 (9 models) |" in index
     assert f"Sum of the seconds column: {(4242 + 123) / 60:.1f} min;" in index
     assert "| 123 | 456 (9 models) | – |" in index  # a migrated record has no finish time
+
+    # Results from before rows carried image counts get them back from the plan's test split
+    # (3 test images per class × 10 digits), and the same verdicts follow.
+    results = pd.read_csv(out / "tiny-a" / "results.csv")
+    assert set(results.n_images) == {30} and set(results.n_classes) == {10}
+    results.drop(columns=["n_images", "n_classes"]).to_csv(out / "tiny-a" / "results.csv",
+                                                           index=False)
+    findings = (out / "tiny-a" / "findings.csv").read_text()
+    assert main(["reproduce", "tiny-a", "--report-only", "--out", str(out / "tiny-a")]) == 0
+    assert pd.read_csv(out / "tiny-a" / "results.csv")[results.columns].equals(results)
+    assert (out / "tiny-a" / "findings.csv").read_text() == findings
+    assert "image_counts_added" in json.loads((out / "tiny-a" / "run.json").read_text())
     # ... but refuses when the plan behind the results has changed.
     _register_tiny(monkeypatch, "tiny-a")
     plan = EXPERIMENTS["tiny-a"].plan
