@@ -312,8 +312,9 @@ def _index_row(name: str, summary: str, run: dict[str, Any]) -> tuple[str, float
              if run.get("train_seconds") is not None else "–")
     secs = float(run["elapsed_s"]) if run.get("elapsed_s") is not None else math.nan
     when = str(run["finished"])[:16].replace("T", " ") if run.get("finished") else "–"
-    return (f"| [{name}]({name}/report.md) | {summary} | {held} | {secs:.0f} | {alone} | {when} |",
-            secs)
+    seeds = run.get("seeds", "–")
+    return (f"| [{name}]({name}/report.md) | {summary} | {held} | {secs:.0f} | {alone} | {when} "
+            f"| {seeds} |", secs)
 
 
 def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
@@ -362,9 +363,12 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
             "training s alone = the recorded training time of every model the experiment uses "
             "(ancestors included), i.e. what it costs on its own with an empty store, "
             "evaluation aside. Computed = when the row's run finished (UTC; – for runs recorded "
-            "before run.json existed).", "",
-            "| experiment | what it measures | claims held | seconds | training s alone | computed |",
-            "|---|---|---|---|---|---|", *lines, "",
+            "before run.json existed). Seeds = how many seeds the claims were tested over (each "
+            "claim is decided by a 95 % interval over seeds and test images; with one seed the "
+            "interval covers test-image sampling only).", "",
+            "| experiment | what it measures | claims held | seconds | training s alone | computed "
+            "| seeds |",
+            "|---|---|---|---|---|---|---|", *lines, "",
             (f"Sum of the seconds column: {total / 60:.1f} min; it is one run's wall time only if "
              "every row was computed by the same `reproduce all`. Index rebuilt with "
              "`--report-only` from the runs' recorded times." if report_only else
