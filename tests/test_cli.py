@@ -255,6 +255,15 @@ def test_reproduce_all_index_reports_shared_and_standalone_cost(tmp_path, monkey
     assert pd.read_csv(out / "tiny-a" / "results.csv")[results.columns].equals(results)
     assert (out / "tiny-a" / "findings.csv").read_text() == findings
     assert "image_counts_added" in json.loads((out / "tiny-a" / "run.json").read_text())
+    # Results from before issue 12 call paper 1's transferred FGSM `fgsm-black`: renamed in
+    # results.csv, numbers and verdicts unchanged.
+    current = (out / "tiny-a" / "results.csv").read_text()
+    assert "fgsm-transfer" in current and "fgsm-black" not in current
+    (out / "tiny-a" / "results.csv").write_text(current.replace("fgsm-transfer", "fgsm-black"))
+    assert main(["reproduce", "tiny-a", "--report-only", "--out", str(out / "tiny-a")]) == 0
+    assert (out / "tiny-a" / "results.csv").read_text() == current
+    assert (out / "tiny-a" / "findings.csv").read_text() == findings
+    assert "attack_names_normalised" in json.loads((out / "tiny-a" / "run.json").read_text())
     # ... but refuses when the plan behind the results has changed.
     _register_tiny(monkeypatch, "tiny-a")
     plan = EXPERIMENTS["tiny-a"].plan

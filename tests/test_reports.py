@@ -30,8 +30,8 @@ def _p1_rows(ft_black: float) -> list[dict]:
             rows.append({**base, "attack": "none", "eps": 0.0, "metric": "clean_acc", "value": clean})
             for e, w, b in zip(eps, white, black, strict=True):
                 rows.append({**base, "attack": "fgsm-white", "eps": e, "metric": "adv_acc", "value": w})
-                rows.append({**base, "attack": "fgsm-black", "eps": e, "metric": "adv_acc", "value": b})
-                rows.append({**base, "attack": "fgsm-black", "eps": e, "metric": "gamma",
+                rows.append({**base, "attack": "fgsm-transfer", "eps": e, "metric": "adv_acc", "value": b})
+                rows.append({**base, "attack": "fgsm-transfer", "eps": e, "metric": "gamma",
                              "value": (b - w) / w})
     return rows
 
@@ -61,7 +61,7 @@ def test_paper1_report_writes_tables_and_figures(tmp_path) -> None:
     md = r1.build_report(df, tmp_path, plan).markdown
     assert "| Scratch | 20.0 | " in md.replace("20.0 ± 0.0", "20.0") or "| Scratch |" in md
     assert "4 of" in md or "held on this run" in md
-    for png in ("clean_accuracy.png", "fgsm-white_m-u.png", "fgsm-black_m-u.png", "gamma_m-u.png"):
+    for png in ("clean_accuracy.png", "fgsm-white_m-u.png", "fgsm-transfer_m-u.png", "gamma_m-u.png"):
         assert (tmp_path / png).stat().st_size > 1000, png
     html = markdown_to_html(md, tmp_path, "t")
     assert html.count("data:image/png;base64,") == 4
@@ -209,7 +209,7 @@ def test_choose_yscale_follows_the_span_of_the_values() -> None:
 def test_paper1_figures_are_readable(tmp_path, figures) -> None:
     df = pd.DataFrame(_p1_rows(ft_black=0.1))
     r1.build_report(df, tmp_path, {"experiment": "t", "scale": "offline", "seeds": [0, 1]})
-    assert set(figures) == {"clean_accuracy.png", "fgsm-white_m-u.png", "fgsm-black_m-u.png",
+    assert set(figures) == {"clean_accuracy.png", "fgsm-white_m-u.png", "fgsm-transfer_m-u.png",
                             "gamma_m-u.png"}
     for name, fig in figures.items():
         assert _legend_clear_of_data(fig), name
@@ -220,7 +220,7 @@ def test_paper1_figures_are_readable(tmp_path, figures) -> None:
     gamma = figures["gamma_m-u.png"].axes[0]
     assert gamma.get_yscale() == "symlog"
     assert "/255" in gamma.get_xlabel()
-    for name in ("fgsm-white_m-u.png", "fgsm-black_m-u.png"):
+    for name in ("fgsm-white_m-u.png", "fgsm-transfer_m-u.png"):
         ax = figures[name].axes[0]
         assert ax.get_yscale() == "linear" and "%" in ax.get_ylabel() and "/255" in ax.get_xlabel()
         assert [t.get_text() for t in ax.get_xticklabels()] == ["4", "16"]

@@ -182,8 +182,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from . import attacks
     from .data import load_domain
     from .evaluation import attack_metrics
-    from .experiments.reproduce import results_frame, write_results
     from .models import load_model
+    from .results import CLEAN, Metric, Threat, attack_name, results_frame, write_results
     from .utils import resolve_device
 
     attack = _attack_entry(args.attack)
@@ -204,11 +204,11 @@ def cmd_attack(args: argparse.Namespace) -> int:
                if _accepts(attack.fn, k)}
     clean = attacks.predict(target.model, x.to(device)).cpu()
     kind = "transfer" if args.source else "white-box"
-    name = f"{args.attack}-{'transfer' if args.source else 'white'}"
+    name = attack_name(args.attack, Threat.TRANSFER if args.source else Threat.WHITE)
     base = {"experiment": "attack", "task": args.domain, "method": target.sidecar.get("method"),
             "arch": target.arch, "seed": args.seed, "kind": kind, "crafted_on": crafter.spec,
             "target": target.spec, "n_images": len(y)}
-    rows = [{**base, "attack": "none", "eps": 0.0, "metric": "clean_acc",
+    rows = [{**base, "attack": CLEAN, "eps": 0.0, "metric": Metric.CLEAN_ACC.value,
              "value": float((clean == y).float().mean())}]
     for eps in eps_list:
         adv = attacks.craft_in_batches(

@@ -36,7 +36,6 @@ from torch import nn
 
 from .. import attacks
 from .._eps import eps_list
-from .._io import atomic_write
 from .._names import unknown_name
 from .._progress import progress_bar
 from ..errors import CheckpointError, ConfigError
@@ -48,6 +47,7 @@ from ..evaluation import (
     weight_distance,
 )
 from ..models import TGModel, arch_info, create_model, load_checkpoint, save_checkpoint
+from ..results import CLEAN, NOISE, RESULT_COLUMNS, Metric, Threat, attack_name, write_results
 from ..utils import resolve_device, seed_everything
 from .loading import (
     AuditData,
@@ -63,10 +63,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EPS: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 #: Columns of the results table: the experiments' columns plus the audited model.
-AUDIT_COLUMNS = ["experiment", "task", "method", "arch", "seed", "attack", "eps", "metric",
-                 "value", "model"]
+AUDIT_COLUMNS = [*RESULT_COLUMNS, "model"]
 #: Transfer attacks with a white-box counterpart of the same kind (for γ).
-WHITE_OF = {"fgsm-transfer": "fgsm-white", "pgd-transfer": "pgd-white"}
+WHITE_OF = {attack_name(a, Threat.TRANSFER): attack_name(a, Threat.WHITE) for a in ("fgsm", "pgd")}
 #: Share of each class kept for the audit when a folder/.npz must also train a reference model.
 AUDIT_FRACTION = 0.3
 
@@ -81,8 +80,8 @@ class _Results:
 
     def add(self, method: str, model: str, arch: str, attack: str, eps: float, metric: str,
             value: float) -> None:
-        self.rows.append({**self.base, "method": method, "arch": arch, "attack": attack,
-                          "eps": float(eps), "metric": metric, "value": float(value),
+        self.rows.append({**self.base, "method": method, "arch": arch, "attack": str(attack),
+                          "eps": float(eps), "metric": str(metric), "value": float(value),
                           "model": model})
 
     def frame(self) -> pd.DataFrame:
@@ -90,8 +89,7 @@ class _Results:
 
     def flush(self) -> None:
         if self.out is not None:
-            df = self.frame()
-            atomic_write(self.out / "results.csv", lambda tmp: df.to_csv(tmp, index=False))
+            write_results(self.frame(), self.out / "results.csv")
 
 
 class _Audited:
@@ -208,19 +206,20 @@ def _attack_rows(res: _Results, audited: Sequence[_Audited], arch: str, attack: 
         for metric, value in attack_metrics(a.clean, adv, y).items():
             res.add(a.label, a.spec, arch, attack, eps, metric, value)
         correct = a.clean == y  # the counts behind the ASR, for its interval (k of n)
-        res.add(a.label, a.spec, arch, attack, eps, "n_correct", int(correct.sum()))
-        res.add(a.label, a.spec, arch, attack, eps, "n_fooled", int((correct & (adv != y)).sum()))
+        res.add(a.label, a.spec, arch, attack, eps, Metric.N_CORRECT, int(correct.sum()))
+        res.add(a.label, a.spec, arch, attack, eps, Metric.N_FOOLED,
+                int((correct & (adv != y)).sum()))
 
 
 def _gamma_rows(res: _Results) -> None:
     df = res.frame()
-    cond = df[df.metric == "adv_acc_cond"]
+    cond = df[df.metric == Metric.ADV_ACC_COND]
     for (method, model, arch), g in cond.groupby(["method", "model", "arch"]):
         for black, white in WHITE_OF.items():
             b = g[g.attack == black].set_index("eps")["value"]
             w = g[g.attack == white].set_index("eps")["value"]
             for eps in b.index.intersection(w.index):
-                res.add(method, model, arch, black, eps, "gamma",
+                res.add(method, model, arch, black, eps, Metric.GAMMA,
                         transferability_gamma(float(b[eps]), float(w[eps])))
 
 
@@ -435,7 +434,7 @@ def _context(req: _Request, source: str | nn.Module, target: str | nn.Module,
     if attacks.feature_mode(src.model) == "pre":
         notes.append("Feature attack on the source's pre-activation penultimate features "
                      "(its post-activation features are capped).")
-    res.add("target", tgt.spec, tgt.arch, "none", 0.0, "verdict_eps", req.verdict_eps)
+    res.add("target", tgt.spec, tgt.arch, CLEAN, 0.0, Metric.VERDICT_EPS, req.verdict_eps)
     ctx.audited.append(_Audited("target", tgt.spec, tgt.model))
     return ctx
 
@@ -468,27 +467,28 @@ def _clean_rows(ctx: _Context) -> None:
     res, x, y, bs, arch = ctx.res, ctx.x, ctx.y, ctx.req.batch_size, ctx.tgt.arch
     if ctx.label_attacks:
         src_pred = attacks.predict(ctx.src.model, x, batch_size=bs)
-        res.add("source", ctx.src.spec, ctx.src.arch, "none", 0.0, "clean_acc",
+        res.add("source", ctx.src.spec, ctx.src.arch, CLEAN, 0.0, Metric.CLEAN_ACC,
                 float((src_pred == y).float().mean()))
     for a in ctx.audited:
         a.clean = attacks.predict(a.model, x, batch_size=bs)
         acc = float((a.clean == y).float().mean())
-        res.add(a.label, a.spec, arch, "none", 0.0, "clean_acc", acc)
-        res.add(a.label, a.spec, arch, "none", 0.0, "n_images", len(y))
+        res.add(a.label, a.spec, arch, CLEAN, 0.0, Metric.CLEAN_ACC, acc)
+        res.add(a.label, a.spec, arch, CLEAN, 0.0, Metric.N_IMAGES, len(y))
         if a.label == "target":
             warn = _accuracy_warning(ctx.tgt, acc)
             if warn:
                 log.warning(warn.replace("**", ""))
                 ctx.notes.append(warn)
         norms = input_gradient_norms(a.model, x, y, batch_size=bs)
-        for metric, v in (("grad_norm_mean", norms.mean()), ("grad_norm_median", norms.median()),
-                          ("grad_norm_p90", torch.quantile(norms.double(), 0.9))):
-            res.add(a.label, a.spec, arch, "none", 0.0, metric, float(v))
+        for metric, v in ((Metric.GRAD_NORM_MEAN, norms.mean()),
+                          (Metric.GRAD_NORM_MEDIAN, norms.median()),
+                          (Metric.GRAD_NORM_P90, torch.quantile(norms.double(), 0.9))):
+            res.add(a.label, a.spec, arch, CLEAN, 0.0, metric, float(v))
         why = _distance_blocker(ctx.src.model, a.model)
         if why is None:
-            res.add(a.label, a.spec, arch, "none", 0.0, "weight_distance",
+            res.add(a.label, a.spec, arch, CLEAN, 0.0, Metric.WEIGHT_DISTANCE,
                     weight_distance(ctx.src.model, a.model))
-            res.add(a.label, a.spec, arch, "none", 0.0, "feature_distance",
+            res.add(a.label, a.spec, arch, CLEAN, 0.0, Metric.FEATURE_DISTANCE,
                     feature_distance(ctx.src.model, a.model, x, batch_size=bs))
         elif a.label == "target":
             ctx.notes.append(f"Weight and feature distances to the source not computed: {why}.")
@@ -516,7 +516,7 @@ def _source_rows(ctx: _Context) -> None:
     for k, e in enumerate(progress_bar(req.eps, desc="source attacks ε", disable=not req.progress,
                                        leave=False)):
         for entry in suite:
-            name = "noise" if entry.control else f"{entry.name}-transfer"
+            name = NOISE if entry.control else attack_name(entry.name, Threat.TRANSFER)
             if entry.name == "fgsm":
                 adv = fgsm[e]
             else:
@@ -534,15 +534,16 @@ def _source_rows(ctx: _Context) -> None:
 def _white_box_rows(ctx: _Context) -> None:
     """FGSM and PGD crafted on each audited model itself: the reference for γ."""
     req, y = ctx.req, ctx.y
+    fgsm_white, pgd_white = attack_name("fgsm", Threat.WHITE), attack_name("pgd", Threat.WHITE)
     for a in ctx.audited:
         sweep = _fgsm_sweep(a.model, ctx.x, y, req.eps, req.batch_size, req.device)
         for k, e in enumerate(req.eps):
-            _attack_rows(ctx.res, [a], ctx.tgt.arch, "fgsm-white", e, lambda _a, v=sweep[e]: v, y,
+            _attack_rows(ctx.res, [a], ctx.tgt.arch, fgsm_white, e, lambda _a, v=sweep[e]: v, y,
                          req.batch_size)
-            gen = _generator(req.seed, "pgd-white", k)
+            gen = _generator(req.seed, pgd_white, k)
             adv = ctx.craft(lambda xb, yb, m=a.model, e=e, g=gen: attacks.pgd(
                 m, xb, yb, e, steps=req.budget.steps, generator=g), y, f"PGD white-box ε={e:.4f}")
-            _attack_rows(ctx.res, [a], ctx.tgt.arch, "pgd-white", e, lambda _a, v=adv: v, y,
+            _attack_rows(ctx.res, [a], ctx.tgt.arch, pgd_white, e, lambda _a, v=adv: v, y,
                          req.batch_size)
         ctx.res.flush()
 

@@ -39,6 +39,7 @@ from ..reports.common import (
     series_style,
     write_report,
 )
+from ..results import CLEAN, NOISE, Metric, Threat, attack_name, parse_attack_name, threat_of
 from ..stats import Rate, gap_interval, wilson  # noqa: F401 - re-exported for the audit API
 
 if TYPE_CHECKING:
@@ -49,11 +50,14 @@ HIGH_GAP = 0.40
 MODERATE_GAP = 0.15
 #: The label-based and feature attacks the audit has always run; any other ``*-transfer``
 #: attack in the table (the transfer suite) counts for the worst case too.
-TRANSFER_ATTACKS = ("fgsm-transfer", "pgd-transfer", "feature-transfer")
-LABELS = {"fgsm-transfer": "FGSM transfer", "pgd-transfer": "PGD transfer",
-          "feature-transfer": "feature attack (source)", "noise": "noise control",
-          "fgsm-white": "FGSM white-box", "pgd-white": "PGD white-box"}
-ORDER = ["feature-transfer", "pgd-transfer", "fgsm-transfer", "pgd-white", "fgsm-white", "noise"]
+FGSM_TRANSFER, PGD_TRANSFER, FEATURE_TRANSFER = (attack_name(a, Threat.TRANSFER)
+                                                  for a in ("fgsm", "pgd", "feature"))
+FGSM_WHITE, PGD_WHITE = (attack_name(a, Threat.WHITE) for a in ("fgsm", "pgd"))
+TRANSFER_ATTACKS = (FGSM_TRANSFER, PGD_TRANSFER, FEATURE_TRANSFER)
+LABELS = {FGSM_TRANSFER: "FGSM transfer", PGD_TRANSFER: "PGD transfer",
+          FEATURE_TRANSFER: "feature attack (source)", NOISE: "noise control",
+          FGSM_WHITE: "FGSM white-box", PGD_WHITE: "PGD white-box"}
+ORDER = [FEATURE_TRANSFER, PGD_TRANSFER, FGSM_TRANSFER, PGD_WHITE, FGSM_WHITE, NOISE]
 
 
 def verdict_eps(eps_values: list[float], wanted: float = VERDICT_EPS) -> float:
@@ -68,23 +72,23 @@ def _value(df: pd.DataFrame, method: str, attack: str, eps: float, metric: str) 
 
 
 def _asr(df: pd.DataFrame, method: str, attack: str, eps: float) -> float:
-    return _value(df, method, attack, eps, "asr")
+    return _value(df, method, attack, eps, Metric.ASR)
 
 
 def transfer_attacks(df: pd.DataFrame) -> list[str]:
     """Every attack of the table crafted on the source alone (the worst case is taken over them)."""
-    names = [a for a in dict.fromkeys(df.attack) if str(a).endswith("-transfer")]
+    names = [a for a in dict.fromkeys(df.attack) if threat_of(str(a)) is Threat.TRANSFER]
     return sorted(names, key=lambda a: (a not in TRANSFER_ATTACKS, a))
 
 
 def rate(df: pd.DataFrame, method: str, attack: str, eps: float) -> Rate | None:
     """k/n of an attack on ``method``: from the count rows, else from ASR × correct images."""
-    n = _value(df, method, attack, eps, "n_correct")
-    k = _value(df, method, attack, eps, "n_fooled")
+    n = _value(df, method, attack, eps, Metric.N_CORRECT)
+    k = _value(df, method, attack, eps, Metric.N_FOOLED)
     if math.isnan(n) or math.isnan(k):
         asr = _asr(df, method, attack, eps)
-        n_img = _value(df, method, "none", 0.0, "n_images")
-        acc = _value(df, method, "none", 0.0, "clean_acc")
+        n_img = _value(df, method, CLEAN, 0.0, Metric.N_IMAGES)
+        acc = _value(df, method, CLEAN, 0.0, Metric.CLEAN_ACC)
         if math.isnan(asr) or math.isnan(n_img) or math.isnan(acc):
             return None
         n = round(acc * n_img)
@@ -125,7 +129,7 @@ def exposure_of(df: pd.DataFrame, method: str, eps: float) -> Exposure:
     """The exposure verdict of ``method`` at ``eps`` (see the module doc)."""
     rates = {a: rate(df, method, a, eps) for a in transfer_attacks(df)}
     rates = {a: r for a, r in rates.items() if r is not None and r.n > 0}
-    noise = rate(df, method, "noise", eps)
+    noise = rate(df, method, NOISE, eps)
     if not rates or noise is None or noise.n == 0:
         return Exposure("UNDETERMINED", "", None, noise)
     attack = max(rates, key=lambda a: (rates[a].value, -transfer_attacks(df).index(a)))
@@ -145,15 +149,15 @@ def label(attack: str) -> str:
     """A reader's name for an attack of the table."""
     if attack in LABELS:
         return LABELS[attack]
-    base = attack.removesuffix("-transfer").removesuffix("-white")
-    return f"{base} ({'source' if attack.endswith('-transfer') else 'white-box'})"
+    base, threat = parse_attack_name(attack)
+    return f"{base} ({'source' if threat is Threat.TRANSFER else 'white-box'})"
 
 
 def verdict_line(df: pd.DataFrame, wanted: float | None = None) -> str:
     """One Markdown line: exposure of the target with counts and intervals, and what each
     reference would change. ``wanted`` is the verdict ε (default: recorded in the table's
     ``verdict_eps`` rows, else 8/255)."""
-    asr = df[df.metric == "asr"]
+    asr = df[df.metric == Metric.ASR]
     if asr.empty:
         return "**UNDETERMINED exposure**: no attack result was recorded."
     e = verdict_eps(sorted(asr.eps.unique()), _wanted_eps(df, wanted))
@@ -174,7 +178,7 @@ def verdict_line(df: pd.DataFrame, wanted: float | None = None) -> str:
             line += (f" A `{name}` model trained here instead classifies "
                      "none of the audit images correctly, so its exposure cannot be measured.")
         else:
-            acc = df[(df.method == method) & (df.metric == "clean_acc")]["value"]
+            acc = df[(df.method == method) & (df.metric == Metric.CLEAN_ACC)]["value"]
             acc_txt = f" (clean accuracy {pct(float(acc.iloc[0]))})" if len(acc) else ""
             line += (f" A `{name}` model trained here instead{acc_txt}: {r.best.text()} "
                      f"({100 * (r.best.value - ex.best.value):+.0f} points, {r.level} exposure).")
@@ -184,7 +188,7 @@ def verdict_line(df: pd.DataFrame, wanted: float | None = None) -> str:
 def _wanted_eps(df: pd.DataFrame, wanted: float | None) -> float:
     if wanted is not None:
         return float(wanted)
-    rec = df[df.metric == "verdict_eps"]["value"]
+    rec = df[df.metric == Metric.VERDICT_EPS]["value"]
     return float(rec.iloc[0]) if len(rec) else VERDICT_EPS
 
 
@@ -234,18 +238,18 @@ def examples_figure(ex: Examples) -> plt.Figure:
                  "(red: wrong)", fontsize=9)
     fig.tight_layout(h_pad=1.6)
     return fig
-SOURCE_ATTACKS = ("feature-transfer", "pgd-transfer", "fgsm-transfer", "noise")
+SOURCE_ATTACKS = (FEATURE_TRANSFER, PGD_TRANSFER, FGSM_TRANSFER, NOISE)
 
 
 def attack_order(present) -> list[str]:  # noqa: ANN001 - any iterable of attack names
     """The attacks present, the classic ones in :data:`ORDER` first, then the suite's by name."""
     have = set(present)
-    return [a for a in ORDER if a in have] + sorted(have - set(ORDER) - {"none"})
+    return [a for a in ORDER if a in have] + sorted(have - set(ORDER) - {CLEAN})
 
 
 def _source_attacks(present) -> list[str]:  # noqa: ANN001
     """Attacks crafted on the source (and the noise control) among ``present``, in report order."""
-    return [a for a in attack_order(present) if a.endswith("-transfer") or a == "noise"]
+    return [a for a in attack_order(present) if threat_of(a) is Threat.TRANSFER or a == NOISE]
 
 
 def _model_name(method: str) -> str:
@@ -254,7 +258,7 @@ def _model_name(method: str) -> str:
 
 def target_figure(df: pd.DataFrame) -> plt.Figure | None:
     """ASR of every attack on the target over ε; grouped bars when a single ε was audited."""
-    rows = df[(df.metric == "asr") & (df.method == "target")]
+    rows = df[(df.metric == Metric.ASR) & (df.method == "target")]
     if rows.empty:
         return None
     attacks_here = attack_order(rows.attack)
@@ -271,7 +275,7 @@ def models_figure(df: pd.DataFrame) -> plt.Figure | None:
     Colour and marker name the attack, the line's dash the model; a single ε gives bars grouped
     by attack, one per model.
     """
-    asr = df[df.metric == "asr"]
+    asr = df[df.metric == Metric.ASR]
     refs = [m for m in dict.fromkeys(asr.method) if m.startswith("reference:")]
     shown = _source_attacks(asr.attack)
     sub = asr[asr.attack.isin(shown) & asr.method.isin(["target", *refs])]
@@ -320,11 +324,13 @@ def _eps_table(df: pd.DataFrame, metric: str, rows: list[tuple[str, str]], scale
 
 
 def _model_table(df: pd.DataFrame) -> pd.DataFrame:
-    none = df[df.attack == "none"]
-    metrics = [("clean_acc", "clean acc. %", 100.0, 1), ("grad_norm_mean", "‖∇x‖₂ mean", 1.0, 4),
-               ("grad_norm_median", "‖∇x‖₂ median", 1.0, 4), ("grad_norm_p90", "‖∇x‖₂ 90th pct", 1.0, 4),
-               ("weight_distance", "weight dist. to source", 1.0, 3),
-               ("feature_distance", "feature dist. to source", 1.0, 3)]
+    none = df[df.attack == CLEAN]
+    metrics = [(Metric.CLEAN_ACC, "clean acc. %", 100.0, 1),
+               (Metric.GRAD_NORM_MEAN, "‖∇x‖₂ mean", 1.0, 4),
+               (Metric.GRAD_NORM_MEDIAN, "‖∇x‖₂ median", 1.0, 4),
+               (Metric.GRAD_NORM_P90, "‖∇x‖₂ 90th pct", 1.0, 4),
+               (Metric.WEIGHT_DISTANCE, "weight dist. to source", 1.0, 3),
+               (Metric.FEATURE_DISTANCE, "feature dist. to source", 1.0, 3)]
     rows = {}
     for method in dict.fromkeys(none.method):
         g = none[none.method == method].set_index("metric")["value"]
@@ -342,7 +348,7 @@ def write_audit_report(df: pd.DataFrame, out_dir: Path, *, source: str, target: 
     grid into ``out_dir``; return the Markdown."""
     out_dir = Path(out_dir)
     methods = [m for m in dict.fromkeys(df.method) if m != "source"]
-    asr = df[(df.metric == "asr")]
+    asr = df[(df.metric == Metric.ASR)]
     e_star = (verdict_eps(sorted(asr.eps.unique()), _wanted_eps(df, None)) if not asr.empty
               else VERDICT_EPS)
     md = ["# Transfer-attack audit", "", verdict_line(df), "",
@@ -365,7 +371,7 @@ def write_audit_report(df: pd.DataFrame, out_dir: Path, *, source: str, target: 
         order = attack_order(target_rows.attack)
         save_figure(target_figure(df), out_dir / "asr-target.png")
         md += ["## Attack success rate on the target (%)", "",
-               md_table(_eps_table(df, "asr", [("target", a) for a in order])), "",
+               md_table(_eps_table(df, Metric.ASR, [("target", a) for a in order])), "",
                "![ASR on the target](asr-target.png)", ""]
         if not label_attacks:
             md += ["Label-based transfer attacks were not run: the source's classes differ from "
@@ -387,13 +393,13 @@ def write_audit_report(df: pd.DataFrame, out_dir: Path, *, source: str, target: 
         fig = models_figure(df)
         if fig is not None:
             save_figure(fig, out_dir / "asr-models.png")
-        table = _eps_table(df, "asr", cmp_rows)
+        table = _eps_table(df, Metric.ASR, cmp_rows)
         table.index = [("target · " + i) if "·" not in i else i for i in table.index]
         md += ["## What a defence would buy: target vs reference (ASR %)", "",
                md_table(table, "model · attack"), "", "![ASR target vs reference](asr-models.png)",
                ""]
-    gamma_rows = [(m, a) for m in methods for a in ("fgsm-transfer", "pgd-transfer")]
-    gamma = _eps_table(df, "gamma", gamma_rows, scale=1.0, digits=2)
+    gamma_rows = [(m, a) for m in methods for a in (FGSM_TRANSFER, PGD_TRANSFER)]
+    gamma = _eps_table(df, Metric.GAMMA, gamma_rows, scale=1.0, digits=2)
     if not gamma.empty:
         md += ["## Transferability γ = (a_black − a_white) / a_white", "",
                "Accuracy under the transfer attack relative to the white-box attack of the same "

@@ -24,6 +24,7 @@ from torch import nn
 from ..attacks.engine import eval_mode
 from ..attacks.transfer import model_device
 from ..errors import ConfigError
+from ..results import Metric
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +92,10 @@ def attack_metrics(clean_pred: torch.Tensor, adv_pred: torch.Tensor,
                    y: torch.Tensor) -> dict[str, float]:
     """The three numbers every attack report carries, by their result-table names:
     ``adv_acc`` (paper-1 convention), ``adv_acc_cond`` (accuracy among clean-correct) and ``asr``."""
-    return {"adv_acc": adversarial_accuracy(clean_pred, adv_pred, y, convention="paper"),
-            "adv_acc_cond": adversarial_accuracy(clean_pred, adv_pred, y, convention="conditional"),
-            "asr": attack_success_rate(clean_pred, adv_pred, y)}
+    return {Metric.ADV_ACC.value: adversarial_accuracy(clean_pred, adv_pred, y, convention="paper"),
+            Metric.ADV_ACC_COND.value: adversarial_accuracy(clean_pred, adv_pred, y,
+                                                            convention="conditional"),
+            Metric.ASR.value: attack_success_rate(clean_pred, adv_pred, y)}
 
 
 def transferability_gamma(a_black: float | np.ndarray,

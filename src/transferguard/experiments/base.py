@@ -9,13 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..results import RESULT_COLUMNS
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..reports.common import Report
 
-#: Columns every results table has, in this order (more may follow).
-RESULT_COLUMNS = ["experiment", "task", "method", "arch", "seed", "attack", "eps", "metric", "value"]
+__all__ = ["RESULT_COLUMNS", "SCALES", "Experiment"]
 
 SCALES = ("offline", "paper")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ConfigError
-from ..reports.common import FINDING_COLUMNS
+from ..results import FINDING_COLUMNS
 
 DECIDED = ("held", "did not hold")
 

@@ -37,6 +37,7 @@ from ..evaluation import (
     feature_distillation_loss,
     weight_distance,
 )
+from ..results import CLEAN, NOISE, PAPER2_FEATURE, Metric, Threat, attack_name
 from .runner import PRETRAINED
 from .spec import DataSpec, ModelSpec, TrainSpec
 
@@ -110,7 +111,7 @@ def _crafted(runner: Any, plan: dict[str, Any], src: ModelSpec, data: DataSpec, 
     def craft() -> torch.Tensor:
         x, _ = _test(runner, data, plan["n_test"])
         gen = torch.Generator().manual_seed(seed)
-        if kind == "noise":
+        if kind == NOISE:
             return uniform_noise(x, atk["eps"], generator=gen)
         model, _ = runner.model(src)
         return attacks.craft_in_batches(
@@ -156,9 +157,10 @@ def _suite_crafted(runner: Any, plan: dict[str, Any], src: ModelSpec, data: Data
                            "n": plan["n_test"], "seed": None if public else seed}, craft)
 
 
-def _counts(clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor) -> list[tuple[str, float]]:
+def _counts(clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor) -> list[tuple[Metric, int]]:
     correct = clean == y
-    return [("n_correct", int(correct.sum())), ("n_fooled", int((correct & (adv != y)).sum()))]
+    return [(Metric.N_CORRECT, int(correct.sum())),
+            (Metric.N_FOOLED, int((correct & (adv != y)).sum()))]
 
 
 def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec,
@@ -176,36 +178,38 @@ def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec
         model, _ = runner.model(tgt)
         x, y = _test(runner, data, plan["n_test"])
         clean = predict(model, x.to(runner.device)).cpu()
-        rows = [_row("none", 0.0, "clean_acc", float((clean == y).float().mean()))]
+        rows = [_row(CLEAN, 0.0, Metric.CLEAN_ACC, float((clean == y).float().mean()))]
         for eps in [plan["attack"]["eps"], *sweep]:
-            for kind in ("feature", "noise"):
+            for kind in (PAPER2_FEATURE, NOISE):
                 adv_x = _crafted(runner, plan, src, data, kind, seed, eps)
                 adv = transfer_predictions(adv_x.to(runner.device), {"t": model})["t"].cpu()
-                rows.append(_row(kind, eps, "asr", attack_success_rate(clean, adv, y)))
-                rows.append(_row(kind, eps, "adv_acc_cond",
+                rows.append(_row(kind, eps, Metric.ASR, attack_success_rate(clean, adv, y)))
+                rows.append(_row(kind, eps, Metric.ADV_ACC_COND,
                                  adversarial_accuracy(clean, adv, y, convention="conditional")))
                 if plan.get("suite") and eps == plan["attack"]["eps"]:
                     rows += [_row(kind, eps, m, v) for m, v in _counts(clean, adv, y)]
         if plan.get("suite"):
             eps = float(plan["attack"]["eps"])
-            rows.append(_row("none", 0.0, "n_classes", len(runner.domain(data).classes)))
+            rows.append(_row(CLEAN, 0.0, Metric.N_CLASSES, len(runner.domain(data).classes)))
             for entry in attacks.transfer_suite(shares_labels(runner, plan, data)):
                 if entry.control:  # the noise control is already there
                     continue
                 adv_x = _suite_crafted(runner, plan, src, data, entry, seed)
                 adv = transfer_predictions(adv_x.to(runner.device), {"t": model})["t"].cpu()
-                name = f"{entry.name}-transfer"
-                rows.append(_row(name, eps, "asr", attack_success_rate(clean, adv, y)))
+                name = attack_name(entry.name, Threat.TRANSFER)
+                rows.append(_row(name, eps, Metric.ASR, attack_success_rate(clean, adv, y)))
                 rows += [_row(name, eps, m, v) for m, v in _counts(clean, adv, y)]
         if plan["distances"] or plan["feature_loss"]:
             source, _ = runner.model(src)
             dom = runner.domain(data)
             xt = dom.train.images()[:512].to(runner.device)
             if plan["distances"]:
-                rows.append(_row("none", 0.0, "weight_distance", float(weight_distance(model, source))))
-                rows.append(_row("none", 0.0, "feature_distance", float(feature_distance(model, source, xt))))
+                rows.append(_row(CLEAN, 0.0, Metric.WEIGHT_DISTANCE,
+                                 float(weight_distance(model, source))))
+                rows.append(_row(CLEAN, 0.0, Metric.FEATURE_DISTANCE,
+                                 float(feature_distance(model, source, xt))))
             if plan["feature_loss"]:
-                rows.append(_row("none", 0.0, "feature_loss",
+                rows.append(_row(CLEAN, 0.0, Metric.FEATURE_LOSS,
                                  float(feature_distillation_loss(model, source, xt))))
         return rows
 
@@ -220,7 +224,7 @@ def evaluate_target(runner: Any, plan: dict[str, Any], arch: str, data: DataSpec
 
 
 def _row(attack: str, eps: float, metric: str, value: float) -> dict[str, Any]:
-    return {"attack": attack, "eps": eps, "metric": metric, "value": value}
+    return {"attack": str(attack), "eps": eps, "metric": str(metric), "value": value}
 
 
 def run_method_grid(runner: Any, plan: dict[str, Any]) -> list[dict[str, Any]]:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._io import atomic_write, atomic_write_json
 from ..errors import ConfigError
-from .base import RESULT_COLUMNS, SCALES
+from ..results import normalise_attack_names, results_frame, write_results
+from .base import SCALES
 from .legacy_runs import add_image_counts, run_record_from_report
 from .registry import get_experiment
 
@@ -39,22 +40,6 @@ log = logging.getLogger(__name__)
 
 #: The run record of a run folder, written by :func:`reproduce`, updated by :func:`rebuild_report`.
 RUN_RECORD = "run.json"
-
-
-def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows → DataFrame with the standard columns first."""
-    import pandas as pd
-
-    df = pd.DataFrame(rows)
-    for c in RESULT_COLUMNS:
-        if c not in df.columns:
-            df[c] = None
-    return df[RESULT_COLUMNS + [c for c in df.columns if c not in RESULT_COLUMNS]]
-
-
-def write_results(df: pd.DataFrame, path: Path) -> None:
-    """Write the results table as CSV, atomically."""
-    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def run_folder(name: str, scale: str, out: str | os.PathLike | None = None) -> Path:
@@ -252,7 +237,11 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
     plan must equal the run's ``spec.json`` apart from its notes, otherwise the numbers would
     describe another experiment and a real re-run is needed. ``run.json`` keeps what the
     computing run recorded (wall time, counters, training cost); only its claim counts, which
-    follow the report code, and the ``report_rebuilt`` time are updated.
+    follow the report code, and the ``report_rebuilt`` time are updated. A table from an older
+    version is migrated first and ``results.csv`` rewritten (recorded in ``run.json``): image
+    counts added (:func:`~transferguard.experiments.legacy_runs.add_image_counts`), legacy attack
+    names renamed (:func:`transferguard.results.normalise_attack_names`: ``fgsm-black`` →
+    ``fgsm-transfer``); every number is kept as it was.
     """
     import pandas as pd
 
@@ -286,11 +275,18 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
                "command": command_line(name, scale, n_seeds, first, precision), "finished": None,
                "elapsed_s": None,
                "counters": None, "models": None, "train_seconds": None}
+    migrated: dict[str, str] = {}
     counted = add_image_counts(df, plan)  # results from before rows carried n_images
     if counted is not None:
         df = counted
+        migrated["image_counts_added"] = _utc_now()
+    renamed = normalise_attack_names(df)  # results from before issue 12 (e.g. fgsm-black)
+    if renamed is not df:
+        df = renamed
+        migrated["attack_names_normalised"] = _utc_now()
+    if migrated:
         write_results(df, out_dir / "results.csv")
-        run = {**run, "image_counts_added": _utc_now()}
+        run = {**run, **migrated}
     atomic_write_json(out_dir / "spec.json", plan)
     report = exp.report(df, out_dir, plan)
     write_findings(name, report.findings, out_dir)

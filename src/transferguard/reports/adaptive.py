@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..results import CLEAN, NOISE, PAPER2_FEATURE, Metric, Threat, parse_attack_name, threat_of
 from ..stats import Counts, Effect, bootstrap_effect, decide
 from .common import (
     NEAR_CHANCE,
@@ -47,7 +48,7 @@ from .paper2 import source_text
 EQUIVALENCE_MARGIN = 0.05
 #: The audit's LOW band: the worst-case ASR exceeds noise by less than this.
 LOW_GAP = 0.15
-PAPER_ATTACK = "feature"
+PAPER_ATTACK = PAPER2_FEATURE
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,14 @@ CLAIMS = (
     Claim("Renofeation's worst-case ASR is within ±5 points of re-training's (as robust as a model "
           "that never saw the source)", "renofeation", "re-training", "≈", EQUIVALENCE_MARGIN),
     Claim("Renofeation's worst-case ASR exceeds its noise control by less than 15 points (LOW "
-          "exposure, the audit's band)", "renofeation", "noise", "<", -LOW_GAP),
+          "exposure, the audit's band)", "renofeation", NOISE, "<", -LOW_GAP),
 )
 
 
 def _counts(df: pd.DataFrame, method: str, attack: str) -> Counts:
     """``{(seed, domain): (n_fooled, n_correct)}`` of one method under one attack."""
-    sub = df[(df.method == method) & (df.attack == attack) & df.metric.isin(["n_fooled",
-                                                                           "n_correct"])]
+    sub = df[(df.method == method) & (df.attack == attack) & df.metric.isin([Metric.N_FOOLED,
+                                                                           Metric.N_CORRECT])]
     wide = sub.pivot_table(index=["seed", "task"], columns="metric", values="value",
                            aggfunc="first")
     if wide.empty or not {"n_fooled", "n_correct"} <= set(wide.columns):
@@ -88,15 +89,18 @@ def _counts(df: pd.DataFrame, method: str, attack: str) -> Counts:
 
 def _attacks(df: pd.DataFrame) -> list[str]:
     """The attacks crafted on the source: the paper's first, then the suite's, noise last."""
-    have = set(df[df.metric == "n_fooled"].attack)
-    suite = sorted(a for a in have if a.endswith("-transfer"))
-    return [a for a in (PAPER_ATTACK, *suite, "noise") if a in have]
+    have = set(df[df.metric == Metric.N_FOOLED].attack)
+    suite = sorted(a for a in have if threat_of(a) is Threat.TRANSFER)
+    return [a for a in (PAPER_ATTACK, *suite, NOISE) if a in have]
 
 
 def _label(attack: str) -> str:
     if attack == PAPER_ATTACK:
         return "paper's feature attack (neuron 0)"
-    return "noise control" if attack == "noise" else attack.removesuffix("-transfer")
+    if attack == NOISE:
+        return "noise control"
+    base, threat = parse_attack_name(attack)
+    return base if threat is Threat.TRANSFER else attack
 
 
 def _pooled(df: pd.DataFrame, method: str, attack: str) -> Effect | None:
@@ -107,7 +111,7 @@ def worst_attack(df: pd.DataFrame, method: str) -> str | None:
     """The source attack (noise excluded) with the highest pooled ASR against ``method``."""
     best, best_v = None, -1.0
     for attack in _attacks(df):
-        if attack == "noise":
+        if attack == NOISE:
             continue
         c = _counts(df, method, attack)
         n = sum(v[1] for v in c.values())
@@ -117,7 +121,7 @@ def worst_attack(df: pd.DataFrame, method: str) -> str | None:
 
 
 def _clean(df: pd.DataFrame, method: str) -> float:
-    sub = df[(df.method == method) & (df.metric == "clean_acc")]
+    sub = df[(df.method == method) & (df.metric == Metric.CLEAN_ACC)]
     return float(sub.value.mean()) if len(sub) else math.nan
 
 
@@ -132,7 +136,7 @@ def check_claims(df: pd.DataFrame, family: str, chance: float) -> list[Finding]:
     have = set(df.method)
     for c in CLAIMS:
         text = f"[{family}] {c.text}"
-        needed = [c.a] + ([] if c.b == "noise" else [c.b])
+        needed = [c.a] + ([] if c.b == NOISE else [c.b])
         if not set(needed) <= have:
             continue
         weak = [m for m in needed if _near_chance(df, m, chance)]
@@ -143,18 +147,18 @@ def check_claims(df: pd.DataFrame, family: str, chance: float) -> list[Finding]:
                 about_attack=True))
             continue
         wa = worst_attack(df, c.a)
-        wb = "noise" if c.b == "noise" else worst_attack(df, c.b)
+        wb = NOISE if c.b == NOISE else worst_attack(df, c.b)
         if wa is None or wb is None:
             out.append(Finding(text, None, "not checkable: no attack counts recorded"))
             continue
-        eff = bootstrap_effect(_counts(df, c.a, wa), _counts(df, c.b if c.b != "noise" else c.a, wb))
+        eff = bootstrap_effect(_counts(df, c.a, wa), _counts(df, c.b if c.b != NOISE else c.a, wb))
         if eff is None:
             out.append(Finding(text, None, "not checkable: no correctly classified image"))
             continue
         verdict = decide(eff.low, eff.high, claimed=c.direction, margin=c.margin)
         held = {"held": True, "did not hold": False}.get(verdict)
-        pa, pb = _pooled(df, c.a, wa), _pooled(df, c.b if c.b != "noise" else c.a, wb)
-        other = "its noise control" if c.b == "noise" else f"{c.b} ({_label(wb)})"
+        pa, pb = _pooled(df, c.a, wa), _pooled(df, c.b if c.b != NOISE else c.a, wb)
+        other = "its noise control" if c.b == NOISE else f"{c.b} ({_label(wb)})"
         evidence = (f"worst-case ASR {c.a} {100 * pa.effect:.1f} % ({_label(wa)}) vs {other} "
                     f"{100 * pb.effect:.1f} %: difference {eff.text()}"
                     if pa is not None and pb is not None else eff.text())
@@ -216,7 +220,7 @@ def asr_figure(df: pd.DataFrame, order: list[str], title: str) -> plt.Figure:
 
 
 def _clean_table(df: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    sub = df[df.metric == "clean_acc"]
+    sub = df[df.metric == Metric.CLEAN_ACC]
     rows = {}
     for m in [m for m in order if m in set(sub.method)]:
         v = sub[sub.method == m].value.astype(float) * 100
@@ -249,7 +253,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
         fdf = df[df["family"] == fam["family"]]
         if fdf.empty:
             continue
-        fdf = fdf[np.isclose(fdf.eps.astype(float), fam["attack"]["eps"]) | (fdf.attack == "none")]
+        fdf = fdf[np.isclose(fdf.eps.astype(float), fam["attack"]["eps"]) | (fdf.attack == CLEAN)]
         order = [r["label"] for r in fam["methods"]]
         src = fam["source"]
         src_txt = source_text(src)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..results import CLEAN, Metric
 from ..stats import Counts, Effect, bootstrap_stat, decide
 from .common import NEAR_CHANCE, Finding, fmt_eps, pct
 
@@ -59,10 +60,10 @@ class ClaimTester:
     def rows(self, method: str, where: Mapping[str, Any]) -> pd.DataFrame:
         """The rows of one rate of ``method``: metric, attack (at :attr:`eps`), vary."""
         d = self.df
-        attack = where.get("attack", "none")
-        sub = d[(d.method == method) & (d.metric == where.get("metric", "clean_acc"))
+        attack = where.get("attack", CLEAN)
+        sub = d[(d.method == method) & (d.metric == where.get("metric", Metric.CLEAN_ACC))
                 & (d.attack == attack)]
-        if attack != "none" and self.eps is not None:
+        if attack != CLEAN and self.eps is not None:
             sub = sub[np.isclose(sub.eps.astype(float), self.eps)]
         if "vary" in where:
             sub = sub[sub["vary"] == where["vary"]]
@@ -73,7 +74,7 @@ class ClaimTester:
 
     def counts(self, method: str, where: Mapping[str, Any]) -> Counts:
         """``{(seed, cell): (k, n)}`` of one rate; empty without image counts (an old run)."""
-        if where.get("metric") == "asr":
+        if where.get("metric") == Metric.ASR:
             return self._asr_counts(method, where)
         sub = self.rows(method, where)
         if "n_images" not in sub.columns:
@@ -85,12 +86,12 @@ class ClaimTester:
         """Fooled of correctly classified: the recorded counts, or ASR × (clean × n_images)."""
         recorded = {m: {self._key(r): int(r.value)
                         for r in self.rows(method, {**where, "metric": m}).itertuples()}
-                    for m in ("n_fooled", "n_correct")}
-        if recorded["n_correct"]:
-            return {k: (v, recorded["n_correct"][k]) for k, v in recorded["n_fooled"].items()
-                    if k in recorded["n_correct"]}
+                    for m in (Metric.N_FOOLED, Metric.N_CORRECT)}
+        if recorded[Metric.N_CORRECT]:
+            return {k: (v, recorded[Metric.N_CORRECT][k])
+                    for k, v in recorded[Metric.N_FOOLED].items() if k in recorded[Metric.N_CORRECT]}
         vary = {k: v for k, v in where.items() if k == "vary"}
-        correct = {k: kc for k, (kc, _) in self.counts(method, {**vary, "metric": "clean_acc"}).items()}
+        correct = {k: kc for k, (kc, _) in self.counts(method, {**vary, "metric": Metric.CLEAN_ACC}).items()}
         return {self._key(r): (round(float(r.value) * correct[self._key(r)]),
                                correct[self._key(r)])
                 for r in self.rows(method, where).itertuples()
@@ -111,7 +112,7 @@ class ClaimTester:
         seen = dict.fromkeys((m, w.get("vary")) for m, w in models)
         for method, vary in seen:
             base = {} if vary is None else {"vary": vary}
-            clean = self.rows(method, {**base, "metric": "clean_acc"})
+            clean = self.rows(method, {**base, "metric": Metric.CLEAN_ACC})
             if clean.empty:
                 continue
             label = self.label(method, base)
@@ -152,7 +153,7 @@ class ClaimTester:
                                        "older than the tested claims) or an undefined effect",
                            about_attack=about_attack)
         verdict = decide(eff.low, eff.high, claimed=claimed, margin=margin)
-        attacked = any(w.get("attack", "none") != "none" for _, w in rates.values())
+        attacked = any(w.get("attack", CLEAN) != CLEAN for _, w in rates.values())
         where = f" at ε={fmt_eps(self.eps)}" if attacked and self.eps is not None else ""
         value = (f"{eff.effect:+.3f} (95 % CI {eff.low:+.3f} to {eff.high:+.3f}; {eff.seeds} "
                  f"seed(s), {eff.n_images} images)") if ratio else eff.text()

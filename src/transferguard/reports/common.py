@@ -1,7 +1,7 @@
 """Report building blocks: mean ± 95 % interval tables, Markdown, figures, findings, HTML.
 
 Everything here reads a tidy results table (pandas DataFrame with the columns of
-:data:`transferguard.experiments.base.RESULT_COLUMNS`) and nothing else.
+:data:`transferguard.results.RESULT_COLUMNS`) and nothing else.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from matplotlib.legend import Legend  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from .._io import atomic_write, atomic_write_text  # noqa: E402
+from ..results import FINDING_COLUMNS, findings_frame  # noqa: E402, F401 - re-exported
 
 
 def fmt_eps(eps: float) -> str:
@@ -330,19 +331,6 @@ class Finding:
 #: A model this close to chance accuracy (in absolute accuracy) has not learnt its task: a claim
 #: resting on it is not checkable (an untrained network's robustness is not robustness).
 NEAR_CHANCE = 0.10
-
-
-#: Columns of ``findings.csv``: one row per claim of a run.
-FINDING_COLUMNS = ["experiment", "claim", "verdict", "effect", "ci_low", "ci_high", "seeds",
-                   "n_images"]
-
-
-def findings_frame(experiment: str, findings: Sequence[Finding]) -> pd.DataFrame:
-    """The findings of one run as the rows of ``findings.csv``."""
-    return pd.DataFrame([{"experiment": experiment, "claim": f.claim, "verdict": f.verdict,
-                          "effect": f.effect, "ci_low": f.ci_low, "ci_high": f.ci_high,
-                          "seeds": f.seeds, "n_images": f.n_images} for f in findings],
-                        columns=FINDING_COLUMNS)
 
 
 def claim_counts(findings: Sequence[Finding]) -> dict[str, int]:

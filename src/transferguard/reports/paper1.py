@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..results import CLEAN, Metric, Threat, attack_name
 from ..stats import bootstrap_values, decide
 from .claims import ClaimTester, diff
 from .common import (
@@ -30,6 +31,9 @@ from .common import (
 ORDER = ["scratch", "ft", "commoninit"]
 NAMES = {"scratch": "Scratch", "ft": "FT", "commoninit": "CommonInit"}
 GAMMA_LABEL = "γ = (a_black − a_white) / a_white"
+#: White-box FGSM on Model B; FGSM crafted on Model A (black-box, transferred to Model B).
+FGSM_WHITE = attack_name("fgsm", Threat.WHITE)
+FGSM_TRANSFER = attack_name("fgsm", Threat.TRANSFER)
 
 
 def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Report:
@@ -50,7 +54,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
     if plan.get("notes"):
         md += [f"Notes: {plan['notes']}", ""]
 
-    clean = df[df.metric == "clean_acc"]
+    clean = df[df.metric == Metric.CLEAN_ACC]
     md += ["## Clean accuracy on Domain B (Figure 3a)", ""]
     md.append(md_table(pivot_mean_ci(clean, "task", "method").rename(columns=NAMES), "task"))
     bar_plot(clean.assign(method=clean.method.astype(str).map(NAMES)), group="task", hue="method",
@@ -58,9 +62,9 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
              path=out_dir / "clean_accuracy.png", order=[NAMES[m] for m in ORDER])
     md += ["", "![clean accuracy](clean_accuracy.png)", ""]
 
-    for attack, title, fig in (("fgsm-white", "White-box FGSM on Model B", "Figure 3"),
-                               ("fgsm-black", "Black-box FGSM crafted on Model A", "Figure 4")):
-        sub = df[(df.attack == attack) & (df.metric == "adv_acc")]
+    for attack, title, fig in ((FGSM_WHITE, "White-box FGSM on Model B", "Figure 3"),
+                               (FGSM_TRANSFER, "Black-box FGSM crafted on Model A", "Figure 4")):
+        sub = df[(df.attack == attack) & (df.metric == Metric.ADV_ACC)]
         if sub.empty:
             continue
         md += [f"## {title} ({fig} style): adversarial accuracy (%)", ""]
@@ -74,7 +78,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
                       path=out_dir / png, order=[NAMES[m] for m in ORDER])
             md += ["", f"![{attack} {task}]({png})", ""]
 
-    gam = df[df.metric == "gamma"]
+    gam = df[df.metric == Metric.GAMMA]
     if not gam.empty:
         md += ["## Transferability γ (Figure 5 style)", ""]
         for task, g in gam.groupby("task", sort=False):
@@ -87,7 +91,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
                       yscale="auto", path=out_dir / png, order=[NAMES[m] for m in ORDER])
             md += ["", f"![gamma {task}]({png})", ""]
 
-    gn = df[df.metric == "grad_norm"]
+    gn = df[df.metric == Metric.GRAD_NORM]
     if not gn.empty:
         md += ["## Input-gradient norms (Figure 10 style)", ""]
         md += [_grad_norm_section(gn, out_dir)]
@@ -108,13 +112,13 @@ def _ablation_section(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]
     vary = plan["vary"]
     values = list(dict.fromkeys(df["vary"]))
     md = [f"## Ablation over {vary}", ""]
-    eps_max = claim_eps(df[df.attack == "fgsm-white"]["eps"].unique())
-    views = [("clean", df[df.metric == "clean_acc"], "clean accuracy (%)", True),
-             ("white", df[(df.attack == "fgsm-white") & (df.metric == "adv_acc") & np.isclose(df.eps, eps_max)],
+    eps_max = claim_eps(df[df.attack == FGSM_WHITE]["eps"].unique())
+    views = [("clean", df[df.metric == Metric.CLEAN_ACC], "clean accuracy (%)", True),
+             ("white", df[(df.attack == FGSM_WHITE) & (df.metric == Metric.ADV_ACC) & np.isclose(df.eps, eps_max)],
               f"white-box adv. accuracy at ε={fmt_eps(eps_max)} (%)", True),
-             ("black", df[(df.attack == "fgsm-black") & (df.metric == "adv_acc") & np.isclose(df.eps, eps_max)],
+             ("black", df[(df.attack == FGSM_TRANSFER) & (df.metric == Metric.ADV_ACC) & np.isclose(df.eps, eps_max)],
               f"black-box adv. accuracy at ε={fmt_eps(eps_max)} (%)", True),
-             ("gamma", df[(df.metric == "gamma") & np.isclose(df.eps, eps_max)],
+             ("gamma", df[(df.metric == Metric.GAMMA) & np.isclose(df.eps, eps_max)],
               f"γ at ε={fmt_eps(eps_max)}", False)]
     for key, sub, label, is_pct in views:
         if sub.empty:
@@ -135,8 +139,8 @@ def _ablation_claims(df: pd.DataFrame, vary: str, values: list[Any], eps_max: fl
     """The paper's claims about the ablated variable, each a test over seeds (see :class:`~transferguard.reports.claims.ClaimTester`)."""
     t = ClaimTester(df, eps=eps_max, names=NAMES)
     lo, hi = values[0], values[-1]
-    clean = {"metric": "clean_acc"}
-    white = {"attack": "fgsm-white", "metric": "adv_acc"}
+    clean = {"metric": Metric.CLEAN_ACC}
+    white = {"attack": FGSM_WHITE, "metric": Metric.ADV_ACC}
     f: list[Finding] = []
     if vary.startswith("n_B"):
         for m in ("scratch", "ft"):
@@ -170,7 +174,7 @@ def _ablation_claims(df: pd.DataFrame, vary: str, values: list[Any], eps_max: fl
                          f"FT at {hi} − at {lo}, adversarial accuracy"))
     elif vary == "Domain A" and "U" in values:
         far = [v for v in values if v != "U"][0]
-        black = {"attack": "fgsm-black", "metric": "adv_acc"}
+        black = {"attack": FGSM_TRANSFER, "metric": Metric.ADV_ACC}
         for where, better, text in ((clean, ">", "higher clean accuracy"),
                                     (white, ">", "higher white-box robustness"),
                                     (black, "<", "lower black-box adversarial accuracy (more "
@@ -229,29 +233,29 @@ def check_findings(df: pd.DataFrame) -> list[Finding]:
     """The paper's claims, task by task, at the paper's largest ε (see :func:`claim_eps`): each a
     test fixed here, decided by a 95 % interval over seeds and test images (:class:`~transferguard.reports.claims.ClaimTester`)."""
     out: list[Finding] = []
-    gn = df[df.metric == "grad_norm"]
+    gn = df[df.metric == Metric.GRAD_NORM]
     if not gn.empty and {"scratch", "ft"} <= set(gn["method"].astype(str)):
         out.append(_grad_norm_claim(gn))
     methods = set(df["method"].astype(str))
     for task, t in df.groupby("task", sort=False):
-        attacked = t[t.attack != "none"]
+        attacked = t[t.attack != CLEAN]
         test = ClaimTester(t, eps=claim_eps(attacked["eps"].unique()) if len(attacked) else None,
                            names=NAMES)
         if {"scratch", "ft"} <= methods:
             out.append(test.claim(f"[{task}] FT has higher clean accuracy than Scratch (Fig. 3a)",
-                                  ">", diff, {"a": ("ft", {"metric": "clean_acc"}),
-                                               "b": ("scratch", {"metric": "clean_acc"})},
+                                  ">", diff, {"a": ("ft", {"metric": Metric.CLEAN_ACC}),
+                                               "b": ("scratch", {"metric": Metric.CLEAN_ACC})},
                                   "FT − Scratch clean accuracy"))
         if attacked.empty:
             continue
-        white = {"attack": "fgsm-white", "metric": "adv_acc"}
-        if {"scratch", "ft"} <= set(t[t.attack == "fgsm-white"]["method"].astype(str)):
+        white = {"attack": FGSM_WHITE, "metric": Metric.ADV_ACC}
+        if {"scratch", "ft"} <= set(t[t.attack == FGSM_WHITE]["method"].astype(str)):
             out.append(test.claim(f"[{task}] FT is more robust than Scratch to white-box FGSM "
                                   "(Fig. 3b–f)", ">", diff,
                                   {"a": ("ft", white), "b": ("scratch", white)},
                                   "FT − Scratch adversarial accuracy"))
-        black = {"attack": "fgsm-black", "metric": "adv_acc"}
-        have_black = set(t[t.attack == "fgsm-black"]["method"].astype(str))
+        black = {"attack": FGSM_TRANSFER, "metric": Metric.ADV_ACC}
+        have_black = set(t[t.attack == FGSM_TRANSFER]["method"].astype(str))
         if "scratch" not in have_black:
             continue
         for m in ("ft", "commoninit"):
@@ -288,8 +292,8 @@ def _gamma_rates(a: tuple[str, dict[str, Any]], b: tuple[str, dict[str, Any]] | 
     for side, model in (("a", a), ("b", b)):
         if model is not None:
             method, where = model
-            out[f"b{side}"] = (method, {**where, "attack": "fgsm-black", "metric": "adv_acc"})
-            out[f"w{side}"] = (method, {**where, "attack": "fgsm-white", "metric": "adv_acc"})
+            out[f"b{side}"] = (method, {**where, "attack": FGSM_TRANSFER, "metric": Metric.ADV_ACC})
+            out[f"w{side}"] = (method, {**where, "attack": FGSM_WHITE, "metric": Metric.ADV_ACC})
     return out
 
 

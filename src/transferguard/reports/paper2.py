@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..results import CLEAN, NOISE, PAPER2_FEATURE, Metric
 from .claims import ClaimTester, Rate, diff, spearman
 from .common import (
     Finding,
@@ -31,12 +32,12 @@ from .common import (
 )
 
 METRIC_TITLES = {
-    ("none", "clean_acc"): "Clean accuracy (%)",
-    ("feature", "asr"): "ASR of the penultimate-feature attack crafted on the source (%)",
-    ("noise", "asr"): "ASR of the uniform-noise control, same ε (%)",
-    ("none", "feature_loss"): "Feature-distillation loss to the source (Table 7)",
-    ("none", "weight_distance"): "ℓ2 weight distance to the source",
-    ("none", "feature_distance"): "Penultimate-feature distance to the source",
+    (CLEAN, Metric.CLEAN_ACC): "Clean accuracy (%)",
+    (PAPER2_FEATURE, Metric.ASR): "ASR of the penultimate-feature attack crafted on the source (%)",
+    (NOISE, Metric.ASR): "ASR of the uniform-noise control, same ε (%)",
+    (CLEAN, Metric.FEATURE_LOSS): "Feature-distillation loss to the source (Table 7)",
+    (CLEAN, Metric.WEIGHT_DISTANCE): "ℓ2 weight distance to the source",
+    (CLEAN, Metric.FEATURE_DISTANCE): "Penultimate-feature distance to the source",
 }
 
 
@@ -56,7 +57,7 @@ def _table(df: pd.DataFrame, attack: str, metric: str, order: list[str]) -> str 
     sub = df[(df.attack == attack) & (df.metric == metric)]
     if sub.empty:
         return None
-    is_pct = metric in ("clean_acc", "asr", "adv_acc_cond")
+    is_pct = metric in (Metric.CLEAN_ACC, Metric.ASR, Metric.ADV_ACC_COND)
     t = sub.groupby(["method", "task"], sort=False)["value"].apply(lambda s: _cell(s, is_pct)).unstack("task")
     if is_pct:
         avg = sub.groupby("method")["value"].mean().mul(100).map("{:.1f}".format)
@@ -65,7 +66,7 @@ def _table(df: pd.DataFrame, attack: str, metric: str, order: list[str]) -> str 
     return md_table(t, "method")
 
 
-def _mean(df: pd.DataFrame, method: str, metric: str, attack: str = "none") -> float:
+def _mean(df: pd.DataFrame, method: str, metric: str, attack: str = CLEAN) -> float:
     sub = df[(df.method == method) & (df.metric == metric) & (df.attack == attack)]
     return float(sub["value"].mean()) if len(sub) else float("nan")
 
@@ -115,11 +116,11 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
 
 def _figures(df: pd.DataFrame, out_dir: Path, family: str, order: list[str]) -> list[str]:
     md = []
-    both = df[((df.attack == "none") & (df.metric == "clean_acc")) |
-              ((df.attack == "feature") & (df.metric == "asr"))]
+    both = df[((df.attack == CLEAN) & (df.metric == Metric.CLEAN_ACC)) |
+              ((df.attack == PAPER2_FEATURE) & (df.metric == Metric.ASR))]
     if not both.empty:
-        for metric, attack, ylabel in (("clean_acc", "none", "clean accuracy (%)"),
-                                       ("asr", "feature", "attack success rate (%)")):
+        for metric, attack, ylabel in ((Metric.CLEAN_ACC, CLEAN, "clean accuracy (%)"),
+                                       (Metric.ASR, PAPER2_FEATURE, "attack success rate (%)")):
             sub = both[(both.metric == metric) & (both.attack == attack)]
             png = f"{slug(family)}_{metric}.png"
             bar_plot(sub, group="task", hue="method", title=f"{family}: {ylabel}", ylabel=ylabel,
@@ -173,23 +174,23 @@ def scatter_figure(joined: pd.DataFrame, dist: str, family: str, order: list[str
 
 def split_sweep(df: pd.DataFrame, eps: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows at the plan's ε or without an attack, feature/noise rows at the sweep's other ε)."""
-    other = df.attack.isin(["feature", "noise"]) & ~np.isclose(df.eps.astype(float), eps)
+    other = df.attack.isin([PAPER2_FEATURE, NOISE]) & ~np.isclose(df.eps.astype(float), eps)
     return df[~other], df[other]
 
 
 def _sweep_section(main: pd.DataFrame, sweep: pd.DataFrame, out_dir: Path, family: str,
                    order: list[str], eps: float) -> list[str]:
     """ASR over the ε sweep, and the ASR claims re-checked at each swept ε (not counted)."""
-    both = pd.concat([main[main.attack.isin(["feature", "noise"])], sweep])
-    asr = both[both.metric == "asr"]
-    feat = asr[asr.attack == "feature"]
+    both = pd.concat([main[main.attack.isin([PAPER2_FEATURE, NOISE])], sweep])
+    asr = both[both.metric == Metric.ASR]
+    feat = asr[asr.attack == PAPER2_FEATURE]
     eps_list = sorted(asr.eps.astype(float).unique())
     cells = {}
     for m in [m for m in order if m in set(asr.method)]:
         row = {}
         for e in eps_list:
             at = asr[(asr.method == m) & np.isclose(asr.eps.astype(float), e)]
-            f, n = at[at.attack == "feature"]["value"], at[at.attack == "noise"]["value"]
+            f, n = at[at.attack == PAPER2_FEATURE]["value"], at[at.attack == NOISE]["value"]
             row[f"ε = {fmt_eps(e)}"] = f"{pct(f.mean())} ({pct(n.mean())})" if len(f) else "–"
         cells[m] = row
     png = f"{slug(family)}_asr_over_eps.png"
@@ -203,7 +204,7 @@ def _sweep_section(main: pd.DataFrame, sweep: pd.DataFrame, out_dir: Path, famil
           "(in brackets the uniform-noise control of the same ε), mean over domains and seeds:", "",
           md_table(pd.DataFrame.from_dict(cells, orient="index"), "method"), "",
           f"![{family} ASR over ε]({png})", ""]
-    base = main[~main.attack.isin(["feature", "noise"])]
+    base = main[~main.attack.isin([PAPER2_FEATURE, NOISE])]
     for e in eps_list:
         if np.isclose(e, eps):
             continue
@@ -218,7 +219,7 @@ def _sweep_section(main: pd.DataFrame, sweep: pd.DataFrame, out_dir: Path, famil
 def _asr_vs(df: pd.DataFrame, dist: str) -> pd.DataFrame:
     """Per (method, task): the distance ``dist`` (column ``d``) beside the feature attack's ASR."""
     d = df[df.metric == dist].groupby(["method", "task"])["value"].mean()
-    a = df[(df.metric == "asr") & (df.attack == "feature")].groupby(["method", "task"])["value"].mean()
+    a = df[(df.metric == Metric.ASR) & (df.attack == PAPER2_FEATURE)].groupby(["method", "task"])["value"].mean()
     return pd.concat([d.rename("d"), a.rename("asr")], axis=1).dropna()
 
 
@@ -233,15 +234,15 @@ def check_findings(df: pd.DataFrame, family: str, order: list[str]) -> list[Find
     have = set(df["method"])
     t = ClaimTester(df, cell="task")
     tag = f"[{family}]"
-    feat = df[(df.metric == "asr") & (df.attack == "feature")]
+    feat = df[(df.metric == Metric.ASR) & (df.attack == PAPER2_FEATURE)]
     top = float(feat.groupby("method")["value"].mean().max()) if len(feat) else math.nan
     testable = not math.isnan(top) and top >= MIN_ASR_TO_COMPARE
 
     def asr(m: str) -> Rate:
-        return m, {"metric": "asr", "attack": "feature"}
+        return m, {"metric": Metric.ASR, "attack": PAPER2_FEATURE}
 
     def clean(m: str) -> Rate:
-        return m, {"metric": "clean_acc"}
+        return m, {"metric": Metric.CLEAN_ACC}
 
     def on_asr(text: str, claimed: str, stat: Any, rates: dict[str, Rate], what: str,
                **kw: Any) -> Finding:
