@@ -142,11 +142,17 @@ class Settings:
     #: Use torchattacks as the per-ε loop (else the bare stand-in), installing it when missing.
     use_torchattacks: bool = True
     install_torchattacks: bool = True
+    #: ``gpu`` group (CUDA only): ``fit`` / bare-loop steps per timed call, FGSM batch on the GPU,
+    #: and whether it runs ``reproduce demo`` (fp32 and bf16) as well.
+    gpu_steps: int = 20
+    gpu_fgsm_batch: int = 1024
+    gpu_demo: bool = True
 
     @classmethod
     def quick(cls) -> Settings:
         return cls(reps=2, warmup=1, train_reps=2, fgsm_batch=64, pgd_batch=16, pgd_steps=10, dtn_steps=3,
-                   dtn_batch=64, eff_steps=2, eff_batch=8, audit_images=40, audit_subset=16)
+                   dtn_batch=64, eff_steps=2, eff_batch=8, audit_images=40, audit_subset=16,
+                   gpu_steps=5, gpu_fgsm_batch=256)
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -138,3 +138,41 @@ def test_startup_benchmark_times_one_line_errors(bench, groups):
     for row in rows[1:]:
         assert row.note == "exit 2, 1 stderr line(s)", row
         assert row.target == 1.0 and row.unit == "s" and row.ours > 0
+
+
+def test_gpu_group_skips_without_cuda(bench, groups, monkeypatch):
+    """The ``gpu`` group is registered, stays out of a plain run without CUDA, and on a machine
+    without CUDA returns one info row saying it was skipped (it times nothing)."""
+    gpu = groups["gpu"]
+    assert gpu.__name__ == "groups.gpu"
+    assert gpu.DEFAULT is torch.cuda.is_available()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU machine everywhere
+    rows = gpu.run(_tiny(bench))
+    assert len(rows) == 1
+    (row,) = rows
+    assert row.status == "info" and row.passed is None and row.target is None
+    assert "skipped" in row.benchmark and "no CUDA" in row.note
+    assert "| gpu: skipped (no CUDA) |" in bench.table(rows)
+
+
+def test_gpu_group_code_path_runs_on_the_cpu(bench, groups, monkeypatch):
+    """The CUDA code path, run on the CPU with CUDA faked present (tiny DTN, demo stubbed): the
+    rows it reports on a GPU are well formed. Its figures mean nothing here."""
+    gpu = groups["gpu"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu, "DEVICE", "cpu")
+    monkeypatch.setattr(gpu, "TRAIN_CONFIGS", (("dtn", "DTN", 32, 4),))
+    monkeypatch.setattr(gpu, "_demo_command",
+                        lambda tmp, precision: [sys.executable, "-c", "pass"])
+    torch.set_num_threads(1)
+    s = bench.Settings(reps=1, warmup=0, fgsm_k=2, gpu_steps=2, gpu_fgsm_batch=4)
+    rows = gpu.run(s)
+    assert [r.benchmark for r in rows] == [
+        "train DTN fp32 vs bare loop", "train DTN bf16 vs bare loop", "bf16 / fp32 speed-up DTN",
+        "gpu fgsm_sweep: crafting vs 1 fwd+bwd",
+        "gpu fgsm_sweep: crafting vs 1 fwd+bwd + k projections",
+        "gpu demo fp32: wall time", "gpu demo bf16: wall time vs fp32"]
+    assert [r.target for r in rows] == [0.9, 0.9, None, 1.2, None, None, None]
+    for row in rows:
+        assert math.isfinite(row.ratio) and row.ratio > 0 and row.ours > 0 and row.reference > 0
+        assert row.passed is not False or row.target is not None, row  # nothing failed to run

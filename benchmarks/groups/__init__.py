@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import audit, demo, fgsm_sweep, pgd, startup, train
+from . import audit, demo, fgsm_sweep, gpu, pgd, startup, train
 
 GROUPS: dict[str, ModuleType] = {
     "fgsm_sweep": fgsm_sweep,
@@ -24,4 +24,5 @@ GROUPS: dict[str, ModuleType] = {
     "startup": startup,
     "demo": demo,
     "audit": audit,
+    "gpu": gpu,
 }
