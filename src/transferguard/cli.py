@@ -111,9 +111,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_names(domain=args.domain, arch=args.arch, method=args.method)
     from .data import load_domain
     from .methods import create_method
-    from .models import create_model, load_model, save_checkpoint
-    from .training import TrainConfig, evaluate, fit, resolve_precision
-    from .utils import resolve_device, seed_everything
+    from .models import load_model, save_checkpoint
+    from .training import evaluate, resolve_precision, train_one
+    from .utils import resolve_device
 
     device = resolve_device(args.device)
     method = create_method(args.method, **_method_options(args))
@@ -122,20 +122,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     source = None
     if args.source:
         source = load_model(args.source, role="source", require_weights=False).model
-    seed_everything(args.seed)
-    model = create_model(args.arch, dom.num_classes, pretrained=args.pretrained)
-    model = method.prepare(model, source, dom.num_classes)
-    cfg = TrainConfig(epochs=None if args.iterations else args.epochs, iterations=args.iterations,
-                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                      momentum=args.momentum, schedule=args.schedule, patience=args.patience,
-                      seed=args.seed, device=str(device), progress=not args.quiet,
-                      precision=resolve_precision(args.precision, device))
-    teacher = source if getattr(method, "needs_teacher", False) else None
-    result = fit(model, method, dom.train, dom.val, cfg, teacher=teacher)
+    precision = resolve_precision(args.precision, device)
+    settings = {"epochs": None if args.iterations else args.epochs, "iterations": args.iterations,
+                "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
+                "momentum": args.momentum, "schedule": args.schedule, "patience": args.patience,
+                "device": str(device), "progress": not args.quiet, "precision": precision}
+    result = train_one(args.arch, method, dom.train, dom.val, settings, seed=args.seed,
+                       num_classes=dom.num_classes, parent=source, pretrained=args.pretrained)
     test_acc = evaluate(result.model, dom.test, batch_size=256)
     meta = {"domain": args.domain, "classes": dom.classes, "method": args.method,
             "parent": str(args.source) if args.source else None, "seed": args.seed,
-            "input_size": args.size, "precision": cfg.precision,
+            "input_size": args.size, "precision": precision,
             "metrics": {"best_val_acc": result.best_val_acc, "test_acc": test_acc}}
     path = save_checkpoint(result.model.cpu(), stem, meta)
     val = "n/a" if result.best_val_acc is None else f"{100 * result.best_val_acc:.2f}%"

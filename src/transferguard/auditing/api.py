@@ -48,7 +48,7 @@ from ..evaluation import (
 )
 from ..models import TGModel, arch_info, create_model, load_checkpoint, save_checkpoint
 from ..results import CLEAN, NOISE, RESULT_COLUMNS, Metric, Threat, attack_name, write_results
-from ..utils import resolve_device, seed_everything
+from ..utils import resolve_device
 from .loading import (
     AuditData,
     LoadedModel,
@@ -160,7 +160,7 @@ def _train_reference(method_name: str, source: TGModel, data: AuditData, *, iter
                      ) -> tuple[TGModel, str]:
     """Train (or reuse from ``out``) a reference model with ``method_name``, teacher = source."""
     from ..methods import create_method
-    from ..training import TrainConfig, fit
+    from ..training import train_one
 
     method = create_method(method_name)
     tag = method_name.replace("/", "_")
@@ -174,20 +174,20 @@ def _train_reference(method_name: str, source: TGModel, data: AuditData, *, iter
         except CheckpointError as exc:
             log.warning("ignoring unreadable reference checkpoint %s: %s", stem, exc)
     assert data.train is not None
-    seed_everything(seed)
-    model = _rebuild_like(source, data.num_classes)
-    model = method.prepare(model, source, data.num_classes)
-    if normalization is not None:
-        set_normalization(model, *normalization)
-    cfg = TrainConfig(iterations=iterations, batch_size=min(batch_size, 64, len(data.train)),
-                      lr=0.01, weight_decay=5e-4, momentum=0.9, schedule="cosine",
-                      eval_every=max(1, iterations // 5), seed=seed, device=str(device),
-                      progress=progress, desc=f"reference {method.name}",
-                      checkpoint_path=(out / f".reference-{tag}.partial")
-                      if out is not None else None)
+    settings = {"iterations": iterations, "batch_size": min(batch_size, 64, len(data.train)),
+                "lr": 0.01, "weight_decay": 5e-4, "momentum": 0.9, "schedule": "cosine",
+                "eval_every": max(1, iterations // 5), "device": str(device),
+                "progress": progress, "desc": f"reference {method.name}",
+                "checkpoint_path": (out / f".reference-{tag}.partial") if out is not None else None}
+
+    def normalize(model: TGModel) -> None:  # on the prepared model, before training
+        if normalization is not None:
+            set_normalization(model, *normalization)
+
     t0 = time.perf_counter()
-    result = fit(model, method, data.train, data.val, cfg,
-                 teacher=source if method.needs_teacher else None)
+    result = train_one(lambda n: _rebuild_like(source, n), method, data.train, data.val,
+                       settings, seed=seed, num_classes=data.num_classes, parent=source,
+                       on_prepared=normalize)
     log.info("trained the %s reference in %.1f s (val acc %s)", method.name,
              time.perf_counter() - t0, result.best_val_acc)
     if stem is not None:

@@ -29,7 +29,7 @@ from ..data import Domain, load_domain
 from ..errors import CheckpointError, StoreError
 from ..models import TGModel, create_model, load_checkpoint, read_sidecar, save_checkpoint
 from ..training.convergence import plateaued
-from ..utils import resolve_device, seed_everything
+from ..utils import resolve_device
 from .backends import run_units
 from .spec import DataSpec, ModelSpec, canonical_hash
 from .store import Store
@@ -164,23 +164,19 @@ class Runner:
                    wd: float, partial: Path) -> Any:
         """Train one grid point, resuming from ``partial`` when present. An unusable state
         (corrupt, or from another config) is moved aside and the trial restarts from scratch."""
-        from ..methods import create_method
-        from ..training import TrainConfig, fit
+        from ..training import train_one
 
+        # spec.train mirrors TrainConfig's fields, precision (fp32 / bf16) included
+        settings = {**asdict(spec.train), "lr": lr, "weight_decay": wd, "device": str(self.device),
+                    "progress": self.progress, "checkpoint_path": str(partial),
+                    "desc": spec.describe()}
         while True:
-            seed_everything(spec.seed)
-            model = create_model(spec.arch, dom.num_classes,
-                                 pretrained=spec.pretrained if spec.parent is None else None)
-            method = create_method(spec.method, **spec.method_options)
-            model = method.prepare(model, parent, dom.num_classes)
-            # spec.train mirrors TrainConfig's fields, precision (fp32 / bf16) included
-            cfg = TrainConfig(**{**asdict(spec.train), "lr": lr, "weight_decay": wd},
-                              seed=spec.seed, device=str(self.device), progress=self.progress,
-                              checkpoint_path=str(partial), desc=spec.describe())
-            teacher = parent if getattr(method, "needs_teacher", False) else None
-            try:
-                with self.store.writing():  # the training state is saved at every evaluation
-                    return fit(model, method, dom.train, dom.val, cfg, teacher=teacher)
+            try:  # the training state is saved at every evaluation: store errors while fitting
+                return train_one(spec.arch, spec.method, dom.train, dom.val, settings,
+                                 seed=spec.seed, num_classes=dom.num_classes, parent=parent,
+                                 pretrained=spec.pretrained if spec.parent is None else None,
+                                 method_options=spec.method_options,
+                                 fit_context=self.store.writing)
             except CheckpointError as err:
                 if not partial.exists():
                     raise

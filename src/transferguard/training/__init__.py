@@ -1,4 +1,5 @@
-"""Training: one method-agnostic loop (:func:`fit`), its configuration, and evaluation."""
+"""Training: one method-agnostic loop (:func:`fit`), its configuration, evaluation, and
+:func:`train_one` (seed → build → prepare → fit, shared by every caller)."""
 
 from .config import (
     PRECISIONS,
@@ -10,6 +11,7 @@ from .config import (
     resolve_precision,
 )
 from .loop import TrainResult, evaluate, fit
+from .one import train_one
 
 __all__ = ["PRECISIONS", "AdvTrainConfig", "SWAConfig", "TrainConfig", "TrainResult",
-           "default_precision", "evaluate", "fit", "lr_factor", "resolve_precision"]
+           "default_precision", "evaluate", "fit", "lr_factor", "resolve_precision", "train_one"]
