@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print what the run would train, craft and evaluate and an estimate of "
                         "its time, then stop (trains nothing, writes nothing)")
     r.add_argument("--profile", default=None,
-                   help="--plan: device profile for the time (h200), or here to probe this "
+                   help="--plan: device profile for the time (h200, h200-bf16), or here to probe this "
                         "machine (default: here offline, h200 at paper scale)")
     r.add_argument("--gpus", type=int, default=1,
                    help="--plan: devices the training waves are spread over (wall-time estimate)")

@@ -33,10 +33,9 @@ from typing import Any
 from .._names import unknown_name
 from ..errors import ConfigError
 from .backends import waves
-from .base import SCALES
 from .registry import EXPERIMENTS, get_experiment
-from .reproduce import shift_seeds
-from .spec import DataSpec, ModelSpec, canonical_hash, plan_with_precision
+from .reproduce import checked_request, resolved_plan
+from .spec import DataSpec, ModelSpec, canonical_hash
 
 log = logging.getLogger(__name__)
 
@@ -382,15 +381,8 @@ def experiment_cost(name: str, *, scale: str = "offline", seeds: int | None = No
                     precision: str = "fp32") -> ExperimentCost:
     """The cost of ``reproduce(name, scale=..., seeds=..., first_seed=..., precision=...)`` with
     ``store`` (a bf16 run's models have other keys than an fp32 run's)."""
-    if scale not in SCALES:
-        raise ConfigError(f"unknown scale {scale!r}; expected one of {SCALES}")
-    exp = get_experiment(name)
-    n_seeds = seeds if seeds is not None else exp.default_seeds[scale]
-    if n_seeds < 1:
-        raise ConfigError("--seeds must be at least 1")
-    if first_seed < 0:
-        raise ConfigError("--first-seed must be at least 0")
-    plan = plan_with_precision(shift_seeds(exp.plan(scale, n_seeds), first_seed), precision)
+    exp, n_seeds = checked_request(name, scale, seeds, first_seed)
+    plan = resolved_plan(exp, scale, n_seeds, first_seed, precision)
     view = _StoreView(_store_root(store))
     out = ExperimentCost(name, scale, list(range(first_seed, first_seed + n_seeds)))
     out.specs = trained_specs(exp.paper, plan)

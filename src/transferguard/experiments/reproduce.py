@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .._io import atomic_write, atomic_write_json
 from ..errors import ConfigError
 from ..results import normalise_attack_names, results_frame, write_results
-from .base import SCALES
+from .base import SCALES, Experiment
 from .legacy_runs import add_image_counts, run_record_from_report
 from .registry import get_experiment
 
@@ -126,6 +126,29 @@ def read_run_record(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         raise ConfigError(f"{path}: unreadable run record: {exc}") from None
 
 
+def checked_request(name: str, scale: str, seeds: int | None, first_seed: int
+                    ) -> tuple[Experiment, int]:
+    """The experiment and its seed count, every argument checked (one-line errors)."""
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; expected one of {SCALES}")
+    exp = get_experiment(name)
+    n_seeds = seeds if seeds is not None else exp.default_seeds[scale]
+    if n_seeds < 1:
+        raise ConfigError("--seeds must be at least 1")
+    if first_seed < 0:
+        raise ConfigError("--first-seed must be at least 0")
+    return exp, n_seeds
+
+
+def resolved_plan(exp: Experiment, scale: str, n_seeds: int, first_seed: int,
+                  precision: str) -> dict[str, Any]:
+    """The plan a run executes: seeds shifted to start at ``first_seed`` and every TrainSpec at
+    ``precision`` (fp32: the plan as before precision existed)."""
+    from .spec import plan_with_precision
+
+    return plan_with_precision(shift_seeds(exp.plan(scale, n_seeds), first_seed), precision)
+
+
 def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
               out: str | os.PathLike | None = None, store: str | os.PathLike | None = None,
               device: str = "auto", progress: bool = True, data_root: str | None = None,
@@ -151,17 +174,9 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
     from ..training.config import resolve_precision
     from ..utils import resolve_device
     from .runner import Runner
-    from .spec import plan_with_precision
     from .store import Store
 
-    if scale not in SCALES:
-        raise ConfigError(f"unknown scale {scale!r}; expected one of {SCALES}")
-    exp = get_experiment(name)
-    n_seeds = seeds if seeds is not None else exp.default_seeds[scale]
-    if n_seeds < 1:
-        raise ConfigError("--seeds must be at least 1")
-    if first_seed < 0:
-        raise ConfigError("--first-seed must be at least 0")
+    exp, n_seeds = checked_request(name, scale, seeds, first_seed)
     out_dir = run_folder(name, scale, out)
     out_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out_dir / "run.log", encoding="utf-8")
@@ -171,9 +186,8 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
     prev_level = root.level
     root.setLevel(logging.INFO)
     try:
-        plan = shift_seeds(exp.plan(scale, n_seeds), first_seed)
         precision = resolve_precision(precision, resolve_device(device))
-        plan = plan_with_precision(plan, precision)  # fp32: the plan as before precision existed
+        plan = resolved_plan(exp, scale, n_seeds, first_seed, precision)
         if not overwrite:
             _refuse_other_run(out_dir, name, plan)
         atomic_write_json(out_dir / "spec.json", plan)
@@ -246,7 +260,7 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
     import pandas as pd
 
     from ..reports.common import write_report
-    from .spec import plan_precision, plan_with_precision
+    from .spec import plan_precision
 
     exp = get_experiment(name)
     out_dir = Path(out)
@@ -261,8 +275,8 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
     scale, n_seeds = stored.get("scale", "offline"), _n_seeds(stored)
     first = _first_seed(stored)
     precision = plan_precision(stored)  # a bf16 run's plan carries it in its TrainSpecs
-    plan = json.loads(json.dumps(plan_with_precision(shift_seeds(exp.plan(scale, n_seeds), first),
-                                                     precision), default=str))
+    plan = json.loads(json.dumps(resolved_plan(exp, scale, n_seeds, first, precision),
+                                 default=str))
     if _without_notes(plan) != _without_notes(stored):
         raise ConfigError(f"the {name} plan changed since the run in {out_dir}; its results no "
                           "longer match the code: re-run without --report-only")
