@@ -373,8 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16: forward and loss under bf16 autocast (channels-last on CUDA), a different "
                         "model with its own store key; auto: bf16 on CUDA, fp32 on the CPU")
     r.add_argument("--gpus-per-unit", type=float, default=None,
-                   help="--backend ray: GPUs each training unit requests (a fraction such as 0.25 "
-                        "shares a GPU; default 1 on CUDA, 0 on the CPU)")
+                   help="share of a GPU per training unit on a CUDA run: GPUs each unit requests "
+                        "from Ray (default 1), or on the local backend 1/G units per GPU "
+                        "(0.25: four; default: as many as fit in its memory)")
     r.add_argument("--report-only", action="store_true",
                    help="rebuild the report(s) in --out from results.csv, computing nothing")
     r.add_argument("--plan", action="store_true",

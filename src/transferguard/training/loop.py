@@ -160,6 +160,10 @@ class _Run:
     pgd: Callable[..., torch.Tensor] | None
     #: Models and batches in channels-last memory (bf16 on CUDA).
     channels_last: bool = False
+    #: The training images (uint8) and labels the steps index: on the device when they fit
+    #: (:func:`_resident`), so a CUDA step copies nothing from the host.
+    train_x: torch.Tensor | None = None
+    train_y: torch.Tensor | None = None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The training step's forward context: bf16 autocast, or nothing for fp32."""
@@ -174,6 +178,28 @@ class _Run:
         for g in groups:
             g["lr"] = lr
         return torch.optim.SGD(groups, lr=lr, momentum=self.config.momentum)
+
+
+#: Largest share of a GPU's free memory the training split may take to live on it.
+RESIDENT_FRACTION = 0.25
+
+
+def _resident(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``split``'s images and labels where the steps should read them.
+
+    On CUDA they move to the GPU once (uint8, so a 50k-image 32 px set is 150 MB) when they take
+    at most :data:`RESIDENT_FRACTION` of its free memory; each step then indexes device memory
+    instead of copying a batch from the host. Elsewhere (CPU, or too large) they stay put.
+    """
+    if device.type != "cuda":
+        return split.x, split.y
+    free, _ = torch.cuda.mem_get_info(device)
+    need = split.x.element_size() * split.x.nelement() + split.y.element_size() * len(split.y)
+    if need > RESIDENT_FRACTION * free:
+        log.info("training split (%.1f GiB) stays on the host: more than %.0f%% of the GPU's free "
+                 "memory", need / 2**30, 100 * RESIDENT_FRACTION)
+        return split.x, split.y
+    return split.x.to(device), split.y.to(device)
 
 
 def _uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
@@ -206,8 +232,10 @@ def _prepare(model: TGModel, method: TransferMethod, train: Split, val: Split | 
     pgd = None
     if config.adv_train is not None:
         from ..attacks import pgd  # lazy: attacks depend on models only, not on training
+    train_x, train_y = _resident(train, device)
     return _Run(model, method, train, val, config, teacher, device, main_total, swa_cfg, swa_iters,
-                swa_lr, swa_every, per_epoch, config.eval_every or per_epoch, pgd, channels_last)
+                swa_lr, swa_every, per_epoch, config.eval_every or per_epoch, pgd, channels_last,
+                train_x, train_y)
 
 
 # ---------------------------------------------------------------------------- training state
@@ -239,6 +267,23 @@ class TrainState:
     loss_count: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     swa_model: AveragedModel | None = None
+    #: ``loss_sum`` plus the losses of the steps since, summed on the device in float64 (not
+    #: saved; folded back by :meth:`flush_loss`). A step never waits for the device to read its
+    #: loss; the sum is the same, in the same order, as adding the Python floats one by one.
+    loss_acc: torch.Tensor | None = None
+
+    def add_loss(self, loss: torch.Tensor) -> None:
+        """Add one step's (scalar) loss without a host synchronisation."""
+        if self.loss_acc is None:
+            self.loss_acc = torch.tensor(self.loss_sum, dtype=torch.float64, device=loss.device)
+        self.loss_acc += loss.detach().to(torch.float64)
+        self.loss_count += 1
+
+    def flush_loss(self) -> None:
+        """Read the device-side sum into ``loss_sum`` (the one host synchronisation)."""
+        if self.loss_acc is not None:
+            self.loss_sum = float(self.loss_acc)
+            self.loss_acc = None
 
     def end(self, run: _Run) -> int:
         """Iteration at which the training (main stage, then SWA) is done."""
@@ -369,13 +414,12 @@ def _train_loop(run: _Run, state: TrainState, checkpointer: _Checkpointer, stats
             phase = state.phase
             lr = _set_lr(run, state)
             s0 = time.perf_counter()
-            loss_value, images = _step(run, state)
+            loss, images = _step(run, state)
             stats.step_seconds += time.perf_counter() - s0
             stats.images += images
             t = state.iteration = state.iteration + 1
             stats.calls += 1
-            state.loss_sum += loss_value
-            state.loss_count += 1
+            state.add_loss(loss)
             if phase == "swa" and (t - state.main_end) % run.swa_every == 0:
                 state.swa_model.update_parameters(run.model)
             bar.update(1)
@@ -388,6 +432,7 @@ def _train_loop(run: _Run, state: TrainState, checkpointer: _Checkpointer, stats
                     bar.total = state.end(run)
                 checkpointer.save(state)
     finally:
+        state.flush_loss()
         bar.close()
 
 
@@ -401,12 +446,15 @@ def _set_lr(run: _Run, state: TrainState) -> float:
     return lr
 
 
-def _step(run: _Run, state: TrainState) -> tuple[float, int]:
-    """One SGD step on the next mini-batch (PGD-augmented when configured): (loss, images)."""
+def _step(run: _Run, state: TrainState) -> tuple[torch.Tensor, int]:
+    """One SGD step on the next mini-batch (PGD-augmented when configured): (loss, images).
+
+    The loss stays a device tensor: reading it here would make the host wait for every step.
+    """
     model, method, device = run.model, run.method, run.device
-    idx = state.batches.next()
-    x = to_float(run.train.x[idx], device)
-    y = run.train.y[idx].to(device)
+    idx = state.batches.next().to(run.train_x.device)
+    x = to_float(run.train_x[idx], device)
+    y = run.train_y[idx].to(device)
     adv = run.config.adv_train
     if adv is not None:
         x_adv = run.pgd(model, x, y, adv.eps, steps=adv.steps, step_size=adv.resolved_step_size(),
@@ -426,13 +474,14 @@ def _step(run: _Run, state: TrainState) -> tuple[float, int]:
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.optimizer.step()
-    return float(loss.detach()), len(x)
+    return loss.detach(), len(x)
 
 
 def _evaluate_step(model: TGModel, val: Split | None, config: TrainConfig, state: TrainState,
                    t: int, lr: float, per_epoch: int, bar: Any) -> None:
     """Append a history row (mean training loss since the last one, validation accuracy)."""
     acc = evaluate(model, val, config.eval_batch_size) if val is not None else None
+    state.flush_loss()
     loss = state.loss_sum / max(1, state.loss_count)
     state.loss_sum, state.loss_count = 0.0, 0
     state.history.append({"iteration": t, "epoch": t / per_epoch, "train_loss": loss,
