@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from transferguard.attacks import BUDGETS, transfer_suite
-from transferguard.experiments import EXPERIMENTS, Runner, Store, paper2
+from transferguard.experiments import EXPERIMENTS, Runner, Store
 from transferguard.experiments.reproduce import results_frame, write_findings
 from transferguard.experiments.spec import DataSpec, TrainSpec
-from transferguard.reports import adaptive
+from transferguard.papers.paper2 import adaptive
+from transferguard.papers.paper2 import run as paper2
 from transferguard.reports.common import FINDING_COLUMNS
 
 TINY = TrainSpec(epochs=None, iterations=6, batch_size=32, eval_every=3)
@@ -110,6 +111,6 @@ def test_reno_adaptive_is_registered_with_three_seeds_and_the_fast_budget():
 
 
 def adaptive_methods() -> list[str]:
-    from transferguard.experiments.paper2_specs import ADAPTIVE
+    from transferguard.papers.paper2.specs import ADAPTIVE
 
     return ADAPTIVE

@@ -10,11 +10,12 @@ import pytest
 
 from transferguard.cli import main, parse_eps
 from transferguard.errors import ConfigError
-from transferguard.experiments import EXPERIMENTS, Experiment, paper1
+from transferguard.experiments import EXPERIMENTS, Experiment
 from transferguard.experiments.legacy_runs import run_record_from_report
 from transferguard.experiments.reproduce import footer_markdown
 from transferguard.experiments.spec import DataSpec, TrainSpec
-from transferguard.reports import paper1 as paper1_report
+from transferguard.papers.paper1 import report as paper1_report
+from transferguard.papers.paper1 import run as paper1
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

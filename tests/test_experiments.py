@@ -8,14 +8,16 @@ import pandas as pd
 import pytest
 
 from transferguard.data.registry import resolve_spec
-from transferguard.experiments import EXPERIMENTS, Runner, Store, paper1, paper2
+from transferguard.experiments import EXPERIMENTS, Runner, Store
 from transferguard.experiments.base import RESULT_COLUMNS
 from transferguard.experiments.reproduce import results_frame
 from transferguard.experiments.spec import DataSpec, ModelSpec, TrainSpec
 from transferguard.methods import create_method
 from transferguard.models import ARCHS
-from transferguard.reports import paper1 as r1
-from transferguard.reports import paper2 as r2
+from transferguard.papers.paper1 import report as r1
+from transferguard.papers.paper1 import run as paper1
+from transferguard.papers.paper2 import report as r2
+from transferguard.papers.paper2 import run as paper2
 
 
 def _model_specs(plan: dict) -> list[ModelSpec]:

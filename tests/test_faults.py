@@ -31,11 +31,12 @@ import torch
 from test_experiments import _tiny_plan1
 from transferguard.cli import main
 from transferguard.errors import StoreError
-from transferguard.experiments import Runner, Store, paper1
+from transferguard.experiments import Runner, Store
 from transferguard.experiments.backends import waves
 from transferguard.experiments.reproduce import results_frame
 from transferguard.experiments.spec import DataSpec, ModelSpec, TrainSpec
 from transferguard.models import load_checkpoint
+from transferguard.papers.paper1 import run as paper1
 from transferguard.training.state import load_state, save_state
 
 TESTS = Path(__file__).parent
@@ -242,7 +243,8 @@ import torch
 torch.set_num_threads(1)
 sys.path.insert(0, sys.argv[1])
 from test_faults import grid_plan
-from transferguard.experiments import Runner, Store, paper1
+from transferguard.experiments import Runner, Store
+from transferguard.papers.paper1 import run as paper1
 from transferguard.experiments import store as store_module
 
 root, out, mode, n = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])

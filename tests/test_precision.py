@@ -13,7 +13,7 @@ from transferguard.attacks import fgsm
 from transferguard.attacks.transfer import predict, transfer_predictions
 from transferguard.cli import build_parser
 from transferguard.errors import CheckpointError, ConfigError
-from transferguard.experiments import EXPERIMENTS, paper1
+from transferguard.experiments import EXPERIMENTS
 from transferguard.experiments.base import Experiment
 from transferguard.experiments.reproduce import command_line, rebuild_report, reproduce
 from transferguard.experiments.spec import (
@@ -24,7 +24,8 @@ from transferguard.experiments.spec import (
     plan_with_precision,
 )
 from transferguard.methods import create_method
-from transferguard.reports import paper1 as paper1_report
+from transferguard.papers.paper1 import report as paper1_report
+from transferguard.papers.paper1 import run as paper1
 from transferguard.stats import Rate, gap_interval
 from transferguard.training import TrainConfig, default_precision, fit, resolve_precision
 from transferguard.training import loop as train_loop

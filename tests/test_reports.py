@@ -11,9 +11,9 @@ from matplotlib.patches import Rectangle
 
 from transferguard.auditing import report as audit_report
 from transferguard.experiments import EXPERIMENTS
+from transferguard.papers.paper1 import report as r1
+from transferguard.papers.paper2 import report as r2
 from transferguard.reports import common
-from transferguard.reports import paper1 as r1
-from transferguard.reports import paper2 as r2
 from transferguard.reports.common import fmt_eps, markdown_to_html, mean_ci
 
 

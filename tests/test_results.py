@@ -145,8 +145,8 @@ def test_results_module_is_light() -> None:
 
 def test_paper1_rows_from_an_old_cached_unit_carry_the_new_name() -> None:
     """An evaluation unit stored before the rename still holds ``fgsm-black``: renamed on read."""
-    from transferguard.experiments import paper1
     from transferguard.experiments.spec import DataSpec, TrainSpec
+    from transferguard.papers.paper1 import run as paper1
 
     a, b = DataSpec("ucidigits"), DataSpec("mnist5k")
     plan = paper1.make_plan("t", "offline", 1, [paper1.make_task(a, b)], strategies=("ft",),

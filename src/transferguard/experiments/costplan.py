@@ -266,10 +266,10 @@ def model_cost(spec: ModelSpec, in_store: bool) -> ModelCost:
 def trained_specs(paper: str, plan: dict[str, Any]) -> dict[str, ModelSpec]:
     """Every model ``plan`` trains (parents included), by key."""
     if paper == "paper1":
-        from .paper1 import needed_models
+        from ..papers.paper1.run import needed_models
 
         return _with_parents(needed_models(plan))
-    from .paper2 import target_spec
+    from ..papers.paper2.run import target_spec
 
     return _with_parents(
         target_spec(fam, arch, DataSpec(**t), row, seed) for fam in plan["families"]
@@ -280,8 +280,8 @@ def trained_specs(paper: str, plan: dict[str, Any]) -> dict[str, ModelSpec]:
 # ---------------------------------------------------------------- evaluation / crafting
 def _paper1_evals(plan: dict[str, Any], exp: ExperimentCost, view: _StoreView) -> None:
     """Per (task, strategy, seed): one unit, a white-box FGSM sweep crafted on Model B and, with
-    ``black_box``, one crafted on Model A (keys as in ``paper1.evaluate_strategy``)."""
-    from .paper1 import model_specs, strategy_pair
+    ``black_box``, one crafted on Model A (keys as in ``papers.paper1.run.evaluate_strategy``)."""
+    from ..papers.paper1.run import model_specs, strategy_pair
 
     n_eps = len(plan["eps"])
     for seed in plan["seeds"]:
@@ -317,9 +317,9 @@ def _suite_passes(name: str, suite: dict[str, Any]) -> float:
 def _paper2_evals(plan: dict[str, Any], exp: ExperimentCost, view: _StoreView) -> None:
     """Per (family, seed, arch, target, method): one unit; the feature attack (and its noise
     control) crafted on the source per (target data, ε, seed); the suite when the plan names one
-    (keys as in ``paper2.evaluate_target``)."""
+    (keys as in ``papers.paper2.run.evaluate_target``)."""
     from ..attacks.registry import SUITE
-    from .paper2 import target_spec
+    from ..papers.paper2.run import target_spec
 
     for fam in plan["families"]:
         atk, sweep, suite = fam["attack"], [float(e) for e in fam.get("eps_sweep") or []], fam.get("suite")

@@ -9,10 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..results import CLEAN, Metric, Threat, attack_name
-from ..stats import bootstrap_values, decide
-from .claims import ClaimTester, diff
-from .common import (
+from ...reports.claims import ClaimTester, diff
+from ...reports.common import (
     UNCERTAINTY_NOTE,
     Finding,
     Report,
@@ -27,6 +25,8 @@ from .common import (
     series_style,
     slug,
 )
+from ...results import CLEAN, Metric, Threat, attack_name
+from ...stats import bootstrap_values, decide
 
 ORDER = ["scratch", "ft", "commoninit"]
 NAMES = {"scratch": "Scratch", "ft": "FT", "commoninit": "CommonInit"}

@@ -28,18 +28,18 @@ from typing import Any
 
 import torch
 
-from .. import attacks
-from ..attacks import feature_attack, predict, transfer_predictions, uniform_noise
-from ..evaluation import (
+from ... import attacks
+from ...attacks import feature_attack, predict, transfer_predictions, uniform_noise
+from ...evaluation import (
     adversarial_accuracy,
     attack_success_rate,
     feature_distance,
     feature_distillation_loss,
     weight_distance,
 )
-from ..results import CLEAN, NOISE, PAPER2_FEATURE, Metric, Threat, attack_name
-from .runner import PRETRAINED
-from .spec import DataSpec, ModelSpec, TrainSpec
+from ...experiments.runner import PRETRAINED
+from ...experiments.spec import DataSpec, ModelSpec, TrainSpec
+from ...results import CLEAN, NOISE, PAPER2_FEATURE, Metric, Threat, attack_name
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .paper2 import make_plan, method_row, pretrained_source, trained_source
-from .spec import DataSpec, TrainSpec
+from ...experiments.spec import DataSpec, TrainSpec
+from .run import make_plan, method_row, pretrained_source, trained_source
 
 # ------------------------------------------------------------------- offline settings
 IMG = 64

@@ -25,9 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..results import CLEAN, NOISE, PAPER2_FEATURE, Metric, Threat, parse_attack_name, threat_of
-from ..stats import Counts, Effect, bootstrap_effect, decide
-from .common import (
+from ...reports.common import (
     NEAR_CHANCE,
     Finding,
     Report,
@@ -42,7 +40,9 @@ from .common import (
     series_style,
     slug,
 )
-from .paper2 import source_text
+from ...results import CLEAN, NOISE, PAPER2_FEATURE, Metric, Threat, parse_attack_name, threat_of
+from ...stats import Counts, Effect, bootstrap_effect, decide
+from .report import source_text
 
 #: "Comparable" means a worst-case ASR within this many points of re-training's.
 EQUIVALENCE_MARGIN = 0.05

@@ -21,15 +21,15 @@ from typing import Any
 
 import torch
 
-from ..attacks import craft_in_batches, fgsm_sweep, predict, transfer_predictions
-from ..evaluation import (
+from ...attacks import craft_in_batches, fgsm_sweep, predict, transfer_predictions
+from ...evaluation import (
     adversarial_accuracy,
     attack_metrics,
     input_gradient_norms,
     transferability_gamma,
 )
-from ..results import CLEAN, Metric, Threat, attack_name, normalise_attack_names
-from .spec import DataSpec, ModelSpec, TrainSpec
+from ...experiments.spec import DataSpec, ModelSpec, TrainSpec
+from ...results import CLEAN, Metric, Threat, attack_name, normalise_attack_names
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .paper1 import make_plan, make_task
-from .spec import DataSpec, TrainSpec
+from ...experiments.spec import DataSpec, TrainSpec
+from .run import make_plan, make_task
 
 PAPER_GRID = tuple((lr, wd) for lr in (0.1, 0.01, 1e-3) for wd in (5e-4, 2.5e-5, 5e-6))
 

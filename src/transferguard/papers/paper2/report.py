@@ -10,9 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..results import CLEAN, NOISE, PAPER2_FEATURE, Metric
-from .claims import ClaimTester, Rate, diff, spearman
-from .common import (
+from ...reports.claims import ClaimTester, Rate, diff, spearman
+from ...reports.common import (
     Finding,
     Report,
     apply_scale,
@@ -30,6 +29,7 @@ from .common import (
     series_style,
     slug,
 )
+from ...results import CLEAN, NOISE, PAPER2_FEATURE, Metric
 
 METRIC_TITLES = {
     (CLEAN, Metric.CLEAN_ACC): "Clean accuracy (%)",
