@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -269,7 +270,7 @@ def test_reproduce_all_index_reports_shared_and_standalone_cost(tmp_path, monkey
     _register_tiny(monkeypatch, "tiny-a")
     plan = EXPERIMENTS["tiny-a"].plan
     monkeypatch.setitem(EXPERIMENTS, "tiny-a", Experiment(
-        "tiny-a", "test", "paper1", lambda s, n: {**plan(s, n), "eps_255": [4]},
+        "tiny-a", "test", "paper1", lambda s, n: replace(plan(s, n), eps_255=(4,)),
         paper1.run_transfer_grid, paper1_report.build_report))
     with pytest.raises(ConfigError, match="plan changed"):
         reproduce_all(names=["tiny-a"], report_only=True, out=out)

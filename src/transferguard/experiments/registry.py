@@ -19,7 +19,8 @@ from .base import Experiment
 
 
 class Lazy:
-    """The function ``"package.module:function"``, imported on its first call.
+    """The function ``"package.module:function"`` (or ``"package.module:Class.method"``),
+    imported on its first call.
 
     Extra positional arguments are appended to every call's: ``Lazy("m:f", "fig4")(s, n)`` is
     ``m.f(s, n, "fig4")``.
@@ -37,7 +38,10 @@ class Lazy:
         """Import the module (once) and return the function."""
         if self._fn is None:
             module, _, attr = self.target.partition(":")
-            self._fn = getattr(importlib.import_module(module), attr)
+            fn = importlib.import_module(module)
+            for name in attr.split("."):  # "Class.method" names a class's method
+                fn = getattr(fn, name)
+            self._fn = fn
         return self._fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -65,7 +69,17 @@ def get_experiment(name: str) -> Experiment:
         raise ConfigError(unknown_name("experiment", name, EXPERIMENTS)) from None
 
 
+#: Per paper, the function that reads its plan back from JSON (``spec.json``): ``from_json``.
+PLAN_READERS: dict[str, Lazy] = {}
+
+
+def read_plan(paper: str, data: dict[str, Any]) -> Any:
+    """The typed plan of ``paper`` (``"paper1"``, ...) from its JSON data."""
+    return PLAN_READERS[paper](data)
+
+
 for _paper in declared():  # each paper package declares its experiments (transferguard.papers)
+    PLAN_READERS[_paper.name] = Lazy(_paper.target(_paper.plan_type))
     for _exp in _paper.experiments:
         register(Experiment(_exp.name, _exp.summary, _paper.name,
                             Lazy(_paper.plan_target(_exp), *_exp.extra),

@@ -1,4 +1,5 @@
-"""The two papers, one package each: ``specs`` (plans), ``run`` (rows from a plan), ``report``.
+"""The two papers, one package each: ``plan`` (the typed plan), ``specs`` (the experiments'
+plans), ``run`` (rows from a plan), ``report``.
 
 Each paper package's ``__init__`` declares its experiments as plain data (:class:`Paper`,
 :class:`Declared`); :mod:`transferguard.experiments.registry` turns them into registered
@@ -36,13 +37,15 @@ class Declared:
 class Paper:
     """A paper package: its name, its run and report functions and its experiments.
 
-    ``run`` and ``report`` are ``"module:function"`` inside the package (``"run:run_families"``).
+    ``run`` and ``report`` are ``"module:function"`` inside the package (``"run:run_families"``);
+    ``plan_type`` names the reader of its plans' JSON (``"plan:Paper2Plan.from_json"``).
     """
 
     name: str
     package: str
     run: str
     report: str
+    plan_type: str
     experiments: tuple[Declared, ...]
 
     def target(self, ref: str) -> str:

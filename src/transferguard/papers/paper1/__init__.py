@@ -1,8 +1,9 @@
 """Paper 1 (KDD'20, AttackTransferLearning): Scratch / FT / CommonInit under white-box and
 black-box FGSM, and γ.
 
-``specs``: the plans of every figure at both scales; ``run``: :func:`run.run_transfer_grid`, the
-rows of a plan; ``report``: the report built from those rows. Importing this package is light.
+``plan``: :class:`plan.Paper1Plan`, the typed plan (``to_json`` / ``from_json``); ``specs``: the
+plans of every figure at both scales; ``run``: :func:`run.run_transfer_grid`, the rows of a plan;
+``report``: the report built from those rows. Importing this package is light.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from .. import Declared, Paper
 
 PAPER = Paper("paper1", __name__, run="run:run_transfer_grid", report="report:build_report",
+              plan_type="plan:Paper1Plan.from_json",
               experiments=(
     Declared("demo", "Paper 1 headline: (M, U, Syn) Scratch vs FT vs CommonInit, white-box + "
              "black-box FGSM, γ", "demo_plan"),

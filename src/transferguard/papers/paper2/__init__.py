@@ -1,8 +1,9 @@
 """Paper 2 (Renofeation): transfer methods vs the penultimate-feature attack of the public source.
 
-``specs``: the plans of every table and figure at both scales; ``run``: :func:`run.run_families`,
-the rows of a plan; ``report``: the report built from those rows; ``adaptive``: the report of
-``reno-adaptive`` (worst case over the transfer suite). Importing this package is light.
+``plan``: :class:`plan.Paper2Plan`, the typed plan (``to_json`` / ``from_json``); ``specs``: the
+plans of every table and figure at both scales; ``run``: :func:`run.run_families`, the rows of a
+plan; ``report``: the report built from those rows; ``adaptive``: the report of ``reno-adaptive``
+(worst case over the transfer suite). Importing this package is light.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from .. import Declared, Paper
 
 PAPER = Paper("paper2", __name__, run="run:run_families", report="report:build_report",
+              plan_type="plan:Paper2Plan.from_json",
               experiments=(
     Declared("reno-table2", "Paper 2 Table 2: linear / fine-tune / L2-SP / DELTA / re-training: "
              "clean acc and ASR", "table2_plan"),
