@@ -6,14 +6,18 @@ only — which method resists which attack on models trained for six steps is no
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
 from transferguard.attacks import BUDGETS, transfer_suite
-from transferguard.experiments import EXPERIMENTS, Runner, Store, paper2
+from transferguard.experiments import EXPERIMENTS, Runner, Store
 from transferguard.experiments.reproduce import results_frame, write_findings
 from transferguard.experiments.spec import DataSpec, TrainSpec
-from transferguard.reports import adaptive
+from transferguard.papers.paper2 import adaptive
+from transferguard.papers.paper2 import run as paper2
+from transferguard.papers.paper2.plan import Paper2Plan
 from transferguard.reports.common import FINDING_COLUMNS
 
 TINY = TrainSpec(epochs=None, iterations=6, batch_size=32, eval_every=3)
@@ -33,8 +37,7 @@ def grid(tmp_path_factory):
                            methods=rows, attack={"eps": 8 / 255, "steps": 2, "step_size": 0.01,
                                                  "m": 1000.0, "neuron": 0, "restarts": 1},
                            suite="fast")
-    fam["family"] = "syn"
-    plan = {"experiment": "tiny-adaptive", "scale": "offline", "families": [fam], "notes": ""}
+    plan = Paper2Plan("tiny-adaptive", "offline", (replace(fam, family="syn"),), "")
     runner = Runner(Store(tmp / "store"), device="cpu", progress=False)
     df = results_frame(paper2.run_families(runner, plan))
     return df, plan, runner, tmp
@@ -100,16 +103,16 @@ def test_reno_adaptive_is_registered_with_three_seeds_and_the_fast_budget():
     exp = EXPERIMENTS["reno-adaptive"]
     assert exp.default_seeds["offline"] >= 3
     plan = exp.plan("offline", 3)
-    fams = {f["family"]: f for f in plan["families"]}
+    fams = {f.family: f for f in plan.families}
     assert set(fams) == {"imagenet", "syn"}
     for fam in fams.values():
-        assert fam["suite"]["budget"] == "fast" and fam["suite"]["steps"] == BUDGETS["fast"].steps
-        assert [m["label"] for m in fam["methods"]] == adaptive_methods()
-    assert EXPERIMENTS["reno-adaptive"].plan("paper", 2)["families"][0]["suite"]["budget"] == \
+        assert fam.suite["budget"] == "fast" and fam.suite["steps"] == BUDGETS["fast"].steps
+        assert [m.label for m in fam.methods] == adaptive_methods()
+    assert EXPERIMENTS["reno-adaptive"].plan("paper", 2).families[0].suite["budget"] == \
         "thorough"
 
 
 def adaptive_methods() -> list[str]:
-    from transferguard.experiments.paper2_specs import ADAPTIVE
+    from transferguard.papers.paper2.specs import ADAPTIVE
 
     return ADAPTIVE

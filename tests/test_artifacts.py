@@ -20,10 +20,11 @@ from PIL import Image
 
 from transferguard.cli import main
 from transferguard.errors import CheckpointError, ConfigError
-from transferguard.experiments import EXPERIMENTS, Experiment, paper1
+from transferguard.experiments import EXPERIMENTS, Experiment
 from transferguard.experiments.spec import DataSpec, TrainSpec
 from transferguard.models import load_model
-from transferguard.reports import paper1 as paper1_report
+from transferguard.papers.paper1 import report as paper1_report
+from transferguard.papers.paper1 import run as paper1
 
 QUIET = ["--quiet", "--device", "cpu"]
 

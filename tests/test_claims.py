@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from transferguard.reports import paper1 as r1
-from transferguard.reports import paper2 as r2
+from transferguard.papers.paper1 import report as r1
+from transferguard.papers.paper2 import report as r2
 from transferguard.reports.claims import ClaimTester, diff
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -10,11 +11,12 @@ import pytest
 
 from transferguard.cli import main, parse_eps
 from transferguard.errors import ConfigError
-from transferguard.experiments import EXPERIMENTS, Experiment, paper1
+from transferguard.experiments import EXPERIMENTS, Experiment
 from transferguard.experiments.legacy_runs import run_record_from_report
 from transferguard.experiments.reproduce import footer_markdown
 from transferguard.experiments.spec import DataSpec, TrainSpec
-from transferguard.reports import paper1 as paper1_report
+from transferguard.papers.paper1 import report as paper1_report
+from transferguard.papers.paper1 import run as paper1
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -268,7 +270,7 @@ def test_reproduce_all_index_reports_shared_and_standalone_cost(tmp_path, monkey
     _register_tiny(monkeypatch, "tiny-a")
     plan = EXPERIMENTS["tiny-a"].plan
     monkeypatch.setitem(EXPERIMENTS, "tiny-a", Experiment(
-        "tiny-a", "test", "paper1", lambda s, n: {**plan(s, n), "eps_255": [4]},
+        "tiny-a", "test", "paper1", lambda s, n: replace(plan(s, n), eps_255=(4,)),
         paper1.run_transfer_grid, paper1_report.build_report))
     with pytest.raises(ConfigError, match="plan changed"):
         reproduce_all(names=["tiny-a"], report_only=True, out=out)

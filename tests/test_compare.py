@@ -59,6 +59,8 @@ def test_first_seed_shifts_every_seed_list_of_a_plan(name):
     assert shift_seeds(plan, 0) is plan
 
     def seeds(p):
+        if hasattr(p, "to_json"):  # a typed plan: its JSON
+            p = p.to_json()
         if isinstance(p, dict):
             return [v for k, v in p.items() if k == "seeds"] + \
                 [s for v in p.values() for s in seeds(v)]

@@ -9,9 +9,10 @@ import sys
 import pytest
 
 from transferguard.cli import main
-from transferguard.experiments import costplan, get_experiment, paper1
-from transferguard.experiments.paper1_specs import OFFLINE_TRAIN
+from transferguard.experiments import costplan, get_experiment
 from transferguard.experiments.reproduce import shift_seeds
+from transferguard.papers.paper1 import run as paper1
+from transferguard.papers.paper1.specs import OFFLINE_TRAIN
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

@@ -3,33 +3,38 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from transferguard.data.registry import resolve_spec
-from transferguard.experiments import EXPERIMENTS, Runner, Store, paper1, paper2
+from transferguard.experiments import EXPERIMENTS, Runner, Store
 from transferguard.experiments.base import RESULT_COLUMNS
 from transferguard.experiments.reproduce import results_frame
 from transferguard.experiments.spec import DataSpec, ModelSpec, TrainSpec
 from transferguard.methods import create_method
 from transferguard.models import ARCHS
-from transferguard.reports import paper1 as r1
-from transferguard.reports import paper2 as r2
+from transferguard.papers.paper1 import report as r1
+from transferguard.papers.paper1 import run as paper1
+from transferguard.papers.paper1.plan import Paper1Plan
+from transferguard.papers.paper2 import report as r2
+from transferguard.papers.paper2 import run as paper2
+from transferguard.papers.paper2.plan import Paper2Plan
 
 
-def _model_specs(plan: dict) -> list[ModelSpec]:
+def _model_specs(plan) -> list[ModelSpec]:
     specs = []
-    if "families" in plan:
-        for fam in plan["families"]:
-            for seed in fam["seeds"]:
-                for arch in fam["archs"]:
-                    for t in fam["targets"]:
-                        for row in fam["methods"]:
+    if hasattr(plan, "families"):
+        for fam in plan.families:
+            for seed in fam.seeds:
+                for arch in fam.archs:
+                    for t in fam.targets:
+                        for row in fam.methods:
                             specs.append(paper2.target_spec(fam, arch, DataSpec(**t), row, seed))
     else:
-        for seed in plan["seeds"]:
-            for task in plan["tasks"]:
+        for seed in plan.seeds:
+            for task in plan.tasks:
                 specs += list(paper1.model_specs(plan, task, seed).values())
     return specs
 
@@ -38,7 +43,7 @@ def _model_specs(plan: dict) -> list[ModelSpec]:
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_every_experiment_resolves_and_validates(name: str, scale: str) -> None:
     plan = EXPERIMENTS[name].plan(scale, 2)
-    json.dumps(plan)  # the resolved spec is JSON
+    json.dumps(plan.to_json())  # the resolved spec is JSON
     specs = _model_specs(plan)
     assert specs
     for spec in specs:
@@ -64,7 +69,7 @@ def test_spec_key_depends_on_parent_and_not_on_label() -> None:
 TINY = TrainSpec(epochs=None, iterations=6, batch_size=32, eval_every=3)
 
 
-def _tiny_plan1() -> dict:
+def _tiny_plan1() -> Paper1Plan:
     a = DataSpec("ucidigits", n_train_per_class=12, n_test_per_class=5)
     b = DataSpec("mnist5k", n_train_per_class=6, n_test_per_class=4)
     c = DataSpec("mnist5k", n_train_per_class=12, n_test_per_class=2, split_seed=1)
@@ -123,8 +128,7 @@ def test_paper2_grid_end_to_end(tmp_path) -> None:
                            methods=rows_, attack={"eps": 8 / 255, "steps": 3, "step_size": 0.01,
                                                   "m": 1000.0, "neuron": 0, "restarts": 1},
                            eps_sweep=[16 / 255], feature_loss=True)
-    fam["family"] = "syn"
-    plan = {"experiment": "tiny2", "scale": "offline", "families": [fam], "notes": ""}
+    plan = Paper2Plan("tiny2", "offline", (replace(fam, family="syn"),), "")
     runner = Runner(Store(tmp_path / "store"), device="cpu", progress=False)
     df = results_frame(paper2.run_families(runner, plan))
     assert runner.counters["trained"] == 4  # source + three targets
@@ -151,8 +155,7 @@ def test_parallel_backends_give_the_serial_table(tmp_path, backend, monkeypatch,
 
     from transferguard.experiments import backends
 
-    plan = _tiny_plan1()
-    plan["strategies"] = ["scratch", "ft"]
+    plan = replace(_tiny_plan1(), strategies=("scratch", "ft"))
     # Compare like with like on any machine: each worker gets cpu_count // workers threads, so
     # make that 2 // 2 = 1 (backends only asks os for cpu_count) and run the serial side with
     # one thread too. Training is bit-reproducible only at equal thread counts.

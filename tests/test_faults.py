@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -31,11 +32,13 @@ import torch
 from test_experiments import _tiny_plan1
 from transferguard.cli import main
 from transferguard.errors import StoreError
-from transferguard.experiments import Runner, Store, paper1
+from transferguard.experiments import Runner, Store
 from transferguard.experiments.backends import waves
 from transferguard.experiments.reproduce import results_frame
 from transferguard.experiments.spec import DataSpec, ModelSpec, TrainSpec
 from transferguard.models import load_checkpoint
+from transferguard.papers.paper1 import run as paper1
+from transferguard.papers.paper1.plan import Paper1Plan
 from transferguard.training.state import load_state, save_state
 
 TESTS = Path(__file__).parent
@@ -44,11 +47,9 @@ SPEC = ModelSpec(DataSpec("ucidigits", n_train_per_class=12), "dtn", seed=1,
 FULL = {"trained": 3, "loaded": 0, "crafted": 3, "eval_cached": 0, "evaluated": 2}
 
 
-def grid_plan() -> dict:
+def grid_plan() -> Paper1Plan:
     """Models A, B scratch, B ft; FGSM batches on B scratch, B ft and A; two evaluation units."""
-    plan = _tiny_plan1()
-    plan["strategies"] = ["scratch", "ft"]
-    return plan
+    return replace(_tiny_plan1(), strategies=("scratch", "ft"))
 
 
 @contextmanager
@@ -242,7 +243,8 @@ import torch
 torch.set_num_threads(1)
 sys.path.insert(0, sys.argv[1])
 from test_faults import grid_plan
-from transferguard.experiments import Runner, Store, paper1
+from transferguard.experiments import Runner, Store
+from transferguard.papers.paper1 import run as paper1
 from transferguard.experiments import store as store_module
 
 root, out, mode, n = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])

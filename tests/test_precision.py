@@ -13,7 +13,7 @@ from transferguard.attacks import fgsm
 from transferguard.attacks.transfer import predict, transfer_predictions
 from transferguard.cli import build_parser
 from transferguard.errors import CheckpointError, ConfigError
-from transferguard.experiments import EXPERIMENTS, paper1
+from transferguard.experiments import EXPERIMENTS
 from transferguard.experiments.base import Experiment
 from transferguard.experiments.reproduce import command_line, rebuild_report, reproduce
 from transferguard.experiments.spec import (
@@ -24,7 +24,8 @@ from transferguard.experiments.spec import (
     plan_with_precision,
 )
 from transferguard.methods import create_method
-from transferguard.reports import paper1 as paper1_report
+from transferguard.papers.paper1 import report as paper1_report
+from transferguard.papers.paper1 import run as paper1
 from transferguard.stats import Rate, gap_interval
 from transferguard.training import TrainConfig, default_precision, fit, resolve_precision
 from transferguard.training import loop as train_loop
@@ -36,11 +37,11 @@ def test_demo_spec_keys_are_unchanged() -> None:
     """docs/results/demo/results.csv's first row: source 4ca51e2bc77eb8f8, target 3bbc79c44a4441c4."""
     plan = EXPERIMENTS["demo"].plan("offline", 1)
     for p in (plan, plan_with_precision(plan, "fp32")):
-        src, tgt = paper1.strategy_pair(paper1.model_specs(p, p["tasks"][0], 0), "scratch")
+        src, tgt = paper1.strategy_pair(paper1.model_specs(p, p.tasks[0], 0), "scratch")
         assert (src.key(), tgt.key()) == ("4ca51e2bc77eb8f8", "3bbc79c44a4441c4")
     bf16 = plan_with_precision(plan, "bf16")
-    specs = paper1.model_specs(bf16, bf16["tasks"][0], 0)
-    fp32 = paper1.model_specs(plan, plan["tasks"][0], 0)
+    specs = paper1.model_specs(bf16, bf16.tasks[0], 0)
+    fp32 = paper1.model_specs(plan, plan.tasks[0], 0)
     assert all(s.train.precision == "bf16" for s in specs.values())
     assert not {s.key() for s in specs.values()} & {s.key() for s in fp32.values()}
     assert specs["B_ft"].key() == fp32["B_ft"].with_precision("bf16").key()  # parent included
@@ -49,12 +50,12 @@ def test_demo_spec_keys_are_unchanged() -> None:
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_plan_precision_reaches_every_train_spec(name: str) -> None:
     plan = EXPERIMENTS[name].plan("offline", 2)
-    n_train = json.dumps(plan).count('"head_weight_decay"')  # one per TrainSpec dict
+    n_train = json.dumps(plan.to_json()).count('"head_weight_decay"')  # one per TrainSpec dict
     fp32 = plan_with_precision(plan, "fp32")
-    assert '"precision"' not in json.dumps(fp32)  # an fp32 spec.json is the one of before
+    assert '"precision"' not in json.dumps(fp32.to_json())  # an fp32 spec.json is the one of before
     assert plan_precision(fp32) == plan_precision(plan) == "fp32"
     bf16 = plan_with_precision(plan, "bf16")
-    assert json.dumps(bf16).count('"precision": "bf16"') == n_train > 0
+    assert json.dumps(bf16.to_json()).count('"precision": "bf16"') == n_train > 0
     assert plan_precision(bf16) == "bf16"
     assert plan_with_precision(bf16, "fp32") == fp32
 
@@ -160,7 +161,7 @@ def test_bf16_reproduce_has_its_own_keys_record_and_report(tmp_path, monkeypatch
     assert run["command"].endswith("--seeds 1 --precision bf16") and run["precision"] == "bf16"
     assert plan_precision(json.loads((out / "spec.json").read_text())) == "bf16"
     plan = plan_with_precision(EXPERIMENTS["tiny-bf16"].plan("offline", 1), "bf16")
-    src, tgt = paper1.strategy_pair(paper1.model_specs(plan, plan["tasks"][0], 0), "scratch")
+    src, tgt = paper1.strategy_pair(paper1.model_specs(plan, plan.tasks[0], 0), "scratch")
     assert set(df.source) == {src.key()} and tgt.key() in set(df.target)
     meta = json.loads((out / "checkpoints" / "index.json").read_text())
     assert {v["key"] for v in meta.values()} >= {src.key(), tgt.key()}

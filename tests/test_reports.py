@@ -11,10 +11,27 @@ from matplotlib.patches import Rectangle
 
 from transferguard.auditing import report as audit_report
 from transferguard.experiments import EXPERIMENTS
+from transferguard.papers.paper1 import report as r1
+from transferguard.papers.paper1.plan import Paper1Plan
+from transferguard.papers.paper2 import report as r2
+from transferguard.papers.paper2.plan import Family, MethodRow, Paper2Plan, Source
 from transferguard.reports import common
-from transferguard.reports import paper1 as r1
-from transferguard.reports import paper2 as r2
 from transferguard.reports.common import fmt_eps, markdown_to_html, mean_ci
+
+
+def _p1_plan() -> Paper1Plan:
+    """A paper-1 plan with what a report reads: name, scale, two seeds."""
+    return Paper1Plan(experiment="t", scale="offline", seeds=(0, 1), tasks=(), strategies=(),
+                      train={}, eps=(), eps_255=())
+
+
+def _p2_plan(family: str, methods: list[str], attack: dict, source_domain: str) -> Paper2Plan:
+    """A paper-2 plan with what a report reads: one family, its method labels, attack, source."""
+    fam = Family(experiment="t", scale="offline", seeds=(0,),
+                 source=Source("trained", "dtn", data={"domain": source_domain}), arch="dtn",
+                 archs=("dtn",), targets=(), methods=tuple(MethodRow(m, m, {}, {}) for m in methods),
+                 attack=attack, family=family)
+    return Paper2Plan("t", "offline", (fam,), "")
 
 
 def _p1_rows(ft_black: float) -> list[dict]:
@@ -57,7 +74,7 @@ def test_paper1_findings_from_fixed_table() -> None:
 
 def test_paper1_report_writes_tables_and_figures(tmp_path) -> None:
     df = pd.DataFrame(_p1_rows(ft_black=0.1))
-    plan = {"experiment": "t", "scale": "offline", "seeds": [0, 1], "notes": ""}
+    plan = _p1_plan()
     md = r1.build_report(df, tmp_path, plan).markdown
     assert "| Scratch | 20.0 | " in md.replace("20.0 ± 0.0", "20.0") or "| Scratch |" in md
     assert "4 of" in md or "held on this run" in md
@@ -115,10 +132,8 @@ def test_paper2_eps_sweep_is_reported_apart_from_the_claims(tmp_path) -> None:
             rows += [{**base, "attack": "feature", "eps": eps, "metric": "asr", "value": asr},
                      {**base, "attack": "noise", "eps": eps, "metric": "asr", "value": 0.01}]
     df = pd.DataFrame(rows)
-    fam = {"family": "syn", "methods": [{"label": m} for m in vals], "seeds": [0],
-           "attack": {"eps": 8 / 255, "steps": 40, "step_size": 0.01, "m": 1000.0, "neuron": 0},
-           "source": {"kind": "trained", "arch": "dtn", "data": {"domain": "syndigits"}}}
-    plan = {"experiment": "t", "scale": "offline", "families": [fam], "notes": ""}
+    plan = _p2_plan("syn", list(vals), {"eps": 8 / 255, "steps": 40, "step_size": 0.01,
+                                        "m": 1000.0, "neuron": 0}, "syndigits")
     report = r2.build_report(df, tmp_path, plan)
     # At the plan's 8/255 the attack fools ≤ 2 %: the ASR claims are not checked ...
     assert held(report.findings, "the attack crafted on the pre-trained model") is None
@@ -208,7 +223,7 @@ def test_choose_yscale_follows_the_span_of_the_values() -> None:
 
 def test_paper1_figures_are_readable(tmp_path, figures) -> None:
     df = pd.DataFrame(_p1_rows(ft_black=0.1))
-    r1.build_report(df, tmp_path, {"experiment": "t", "scale": "offline", "seeds": [0, 1]})
+    r1.build_report(df, tmp_path, _p1_plan())
     assert set(figures) == {"clean_accuracy.png", "fgsm-white_m-u.png", "fgsm-transfer_m-u.png",
                             "gamma_m-u.png"}
     for name, fig in figures.items():
@@ -319,12 +334,10 @@ def test_paper2_figures_are_readable(tmp_path, figures) -> None:
                      {**base, "attack": "feature", "eps": 8 / 255, "metric": "asr", "value": asr},
                      {**base, "attack": "none", "eps": 0.0, "metric": "weight_distance",
                       "value": dist}]
-    fam = {"family": "syn", "methods": [{"label": m} for m in ("linear", "fine-tune", "l2sp")],
-           "seeds": [0], "attack": {"eps": 8 / 255, "steps": 40, "step_size": 0.01, "m": 1000.0,
-                                    "neuron": 0},
-           "source": {"kind": "trained", "arch": "dtn", "data": {"domain": "syndigits"}}}
     r2.build_report(pd.DataFrame(rows), tmp_path,
-                    {"experiment": "t", "scale": "offline", "families": [fam]})
+                    _p2_plan("syn", ["linear", "fine-tune", "l2sp"],
+                             {"eps": 8 / 255, "steps": 40, "step_size": 0.01, "m": 1000.0,
+                              "neuron": 0}, "syndigits"))
     assert {"syn_clean_acc.png", "syn_asr.png", "syn_asr_vs_weight_distance.png"} <= set(figures)
     for name, fig in figures.items():
         assert _legend_clear_of_data(fig), name

@@ -145,8 +145,8 @@ def test_results_module_is_light() -> None:
 
 def test_paper1_rows_from_an_old_cached_unit_carry_the_new_name() -> None:
     """An evaluation unit stored before the rename still holds ``fgsm-black``: renamed on read."""
-    from transferguard.experiments import paper1
     from transferguard.experiments.spec import DataSpec, TrainSpec
+    from transferguard.papers.paper1 import run as paper1
 
     a, b = DataSpec("ucidigits"), DataSpec("mnist5k")
     plan = paper1.make_plan("t", "offline", 1, [paper1.make_task(a, b)], strategies=("ft",),
@@ -154,7 +154,7 @@ def test_paper1_rows_from_an_old_cached_unit_carry_the_new_name() -> None:
     split = SimpleNamespace(test=SimpleNamespace(y=[0] * 7), num_classes=10)
     runner = SimpleNamespace(cached_eval=lambda unit, compute: _legacy_rows(),
                              domain=lambda spec: split, hp_columns=lambda spec: {})
-    rows = paper1.evaluate_strategy(runner, plan, plan["tasks"][0], "ft", 0)
+    rows = paper1.evaluate_strategy(runner, plan, plan.tasks[0], "ft", 0)
     assert [r["attack"] for r in rows] == ["none", "fgsm-white", "fgsm-transfer", "fgsm-transfer"]
     assert [r["value"] for r in rows] == [r["value"] for r in _legacy_rows()]
     assert paper1.FGSM_TRANSFER == "fgsm-transfer" and paper1.FGSM_WHITE == "fgsm-white"

@@ -1,4 +1,4 @@
-"""Declarative experiments of both papers, the cached runner and ``reproduce``.
+"""The experiment registry (declared by the paper packages), the cached runner and ``reproduce``.
 
 Importing this package is light (no torch, pandas or matplotlib), so that ``transferguard
 reproduce --list`` answers at once; :class:`Runner` and :class:`Store` are imported on first use.

@@ -25,7 +25,9 @@ SCALES = ("offline", "paper")
 class Experiment:
     """A registered experiment.
 
-    ``plan(scale, seeds)`` returns the resolved, JSON-serialisable spec of the whole grid;
+    ``plan(scale, seeds)`` returns the typed plan of the whole grid (a frozen dataclass of its
+    paper, e.g. :class:`~transferguard.papers.paper1.plan.Paper1Plan`, whose ``to_json()`` is
+    the run folder's ``spec.json`` and ``from_json`` reads it back);
     ``run(runner, plan)`` computes it and returns result rows; ``report(df, out_dir, plan)``
     writes figures from the results table alone and returns a
     :class:`~transferguard.reports.common.Report` (Markdown text and the checked findings).
@@ -36,8 +38,8 @@ class Experiment:
     name: str
     summary: str
     paper: str
-    plan: Callable[[str, int], dict[str, Any]]
-    run: Callable[[Any, dict[str, Any]], list[dict[str, Any]]]
-    report: Callable[[pd.DataFrame, Any, dict[str, Any]], Report]
+    plan: Callable[[str, int], Any]
+    run: Callable[[Any, Any], list[dict[str, Any]]]
+    report: Callable[[pd.DataFrame, Any, Any], Report]
     #: Claims are tested over seeds: at least 3 offline, 5 at paper scale.
     default_seeds: dict[str, int] = field(default_factory=lambda: {"offline": 3, "paper": 5})

@@ -263,45 +263,44 @@ def model_cost(spec: ModelSpec, in_store: bool) -> ModelCost:
                      evals * n_val * trials, in_store)
 
 
-def trained_specs(paper: str, plan: dict[str, Any]) -> dict[str, ModelSpec]:
+def trained_specs(paper: str, plan: Any) -> dict[str, ModelSpec]:
     """Every model ``plan`` trains (parents included), by key."""
     if paper == "paper1":
-        from .paper1 import needed_models
+        from ..papers.paper1.run import needed_models
 
         return _with_parents(needed_models(plan))
-    from .paper2 import target_spec
+    from ..papers.paper2.run import target_spec
 
     return _with_parents(
-        target_spec(fam, arch, DataSpec(**t), row, seed) for fam in plan["families"]
-        for seed in fam["seeds"] for arch in fam["archs"] for t in fam["targets"]
-        for row in fam["methods"])
+        target_spec(fam, arch, DataSpec(**t), row, seed) for fam in plan.families
+        for seed in fam.seeds for arch in fam.archs for t in fam.targets for row in fam.methods)
 
 
 # ---------------------------------------------------------------- evaluation / crafting
-def _paper1_evals(plan: dict[str, Any], exp: ExperimentCost, view: _StoreView) -> None:
+def _paper1_evals(plan: Any, exp: ExperimentCost, view: _StoreView) -> None:
     """Per (task, strategy, seed): one unit, a white-box FGSM sweep crafted on Model B and, with
-    ``black_box``, one crafted on Model A (keys as in ``paper1.evaluate_strategy``)."""
-    from .paper1 import model_specs, strategy_pair
+    ``black_box``, one crafted on Model A (keys as in ``papers.paper1.run.evaluate_strategy``)."""
+    from ..papers.paper1.run import model_specs, strategy_pair
 
-    n_eps = len(plan["eps"])
-    for seed in plan["seeds"]:
-        for task in plan["tasks"]:
+    eps = list(plan.eps)
+    for seed in plan.seeds:
+        for task in plan.tasks:
             specs = model_specs(plan, task, seed)
-            n = test_size(DataSpec(**task["B"]))
-            for strategy in plan["strategies"]:
+            n = test_size(DataSpec(**task.B))
+            for strategy in plan.strategies:
                 src, tgt = strategy_pair(specs, strategy)
-                crafts = [tgt] + ([src] if plan["black_box"] else [])
+                crafts = [tgt] + ([src] if plan.black_box else [])
                 keys = []
                 for m in crafts:
-                    key = canonical_hash({"fgsm": m.key(), "data": task["B"], "eps": plan["eps"]})
+                    key = canonical_hash({"fgsm": m.key(), "data": task.B, "eps": eps})
                     exp.crafts[key] = CraftCost(key, m.arch, m.data.size, n, 1.0,
                                                 view.has_crafted(key))
                     keys.append(key)
                 unit = {"unit": "paper1-eval", "target": tgt.key(), "source": src.key(),
-                        "eps": plan["eps"], "black_box": plan["black_box"],
-                        "grad_norms": plan["grad_norms"], "data": task["B"]}
-                forwards = n * (1 + n_eps * (2 if plan["black_box"] else 1))
-                work = forwards * FORWARD_SHARE + (n if plan["grad_norms"] else 0)
+                        "eps": eps, "black_box": plan.black_box, "grad_norms": plan.grad_norms,
+                        "data": task.B}
+                forwards = n * (1 + len(eps) * (2 if plan.black_box else 1))
+                work = forwards * FORWARD_SHARE + (n if plan.grad_norms else 0)
                 key = canonical_hash(unit)
                 exp.evals[key] = EvalCost(key, tgt.arch, tgt.data.size, work, tuple(keys),
                                           view.has_eval(key))
@@ -314,22 +313,22 @@ def _suite_passes(name: str, suite: dict[str, Any]) -> float:
             "fia": float(steps + suite.get("fia_ensemble", 0)), "ila": 2.0 * steps}.get(name, steps)
 
 
-def _paper2_evals(plan: dict[str, Any], exp: ExperimentCost, view: _StoreView) -> None:
+def _paper2_evals(plan: Any, exp: ExperimentCost, view: _StoreView) -> None:
     """Per (family, seed, arch, target, method): one unit; the feature attack (and its noise
     control) crafted on the source per (target data, ε, seed); the suite when the plan names one
-    (keys as in ``paper2.evaluate_target``)."""
+    (keys as in ``papers.paper2.run.evaluate_target``)."""
     from ..attacks.registry import SUITE
-    from .paper2 import target_spec
+    from ..papers.paper2.run import target_spec
 
-    for fam in plan["families"]:
-        atk, sweep, suite = fam["attack"], [float(e) for e in fam.get("eps_sweep") or []], fam.get("suite")
-        public = fam["source"]["kind"] == "pretrained"
-        for seed in fam["seeds"]:
-            for arch in fam["archs"]:
-                for t in fam["targets"]:
+    for fam in plan.families:
+        atk, sweep, suite = fam.attack, [float(e) for e in fam.eps_sweep], fam.suite
+        public = fam.source.kind == "pretrained"
+        for seed in fam.seeds:
+            for arch in fam.archs:
+                for t in fam.targets:
                     data = DataSpec(**t)
-                    n = test_size(data, fam["n_test"])
-                    for row in fam["methods"]:
+                    n = test_size(data, fam.n_test)
+                    for row in fam.methods:
                         tgt = target_spec(fam, arch, data, row, seed)
                         src = tgt.parent
                         assert src is not None
@@ -339,7 +338,7 @@ def _paper2_evals(plan: dict[str, Any], exp: ExperimentCost, view: _StoreView) -
                                 key = canonical_hash({"kind": kind, "source": src.key(),
                                                       "test": data.test_identity(),
                                                       "attack": {**atk, "eps": eps},
-                                                      "n": fam["n_test"], "seed": seed})
+                                                      "n": fam.n_test, "seed": seed})
                                 passes = 0.0 if kind == "noise" else float(
                                     atk["steps"] * atk.get("restarts", 1))
                                 exp.crafts[key] = CraftCost(key, src.arch, data.size, n, passes,
@@ -347,7 +346,7 @@ def _paper2_evals(plan: dict[str, Any], exp: ExperimentCost, view: _StoreView) -
                                 keys.append(key)
                                 forwards += n
                         if suite:
-                            src_domain = fam["source"].get("data", {}).get("domain", "imagenet")
+                            src_domain = (fam.source.data or {}).get("domain", "imagenet")
                             shared = not public and _shares_labels(src_domain, data.domain)
                             for name, entry in SUITE.items():
                                 if entry.control or (entry.needs_labels and not shared):
@@ -355,19 +354,19 @@ def _paper2_evals(plan: dict[str, Any], exp: ExperimentCost, view: _StoreView) -
                                 key = canonical_hash({"kind": f"suite:{name}", "source": src.key(),
                                                       "test": data.test_identity(),
                                                       "eps": float(atk["eps"]), "budget": suite,
-                                                      "n": fam["n_test"],
+                                                      "n": fam.n_test,
                                                       "seed": None if public else seed})
                                 exp.crafts[key] = CraftCost(key, src.arch, data.size, n,
                                                             _suite_passes(name, suite),
                                                             view.has_crafted(key))
                                 keys.append(key)
                                 forwards += n
-                        if fam["distances"] or fam["feature_loss"]:
+                        if fam.distances or fam.feature_loss:
                             xt = min(512, split_sizes(data)[0])
-                            forwards += 2 * xt * (int(fam["distances"]) + int(fam["feature_loss"]))
+                            forwards += 2 * xt * (int(fam.distances) + int(fam.feature_loss))
                         unit = {"unit": "paper2-eval", "target": tgt.key(), "source": src.key(),
-                                "attack": atk, "n": fam["n_test"], "distances": fam["distances"],
-                                "feature_loss": fam["feature_loss"], "seed": seed,
+                                "attack": atk, "n": fam.n_test, "distances": fam.distances,
+                                "feature_loss": fam.feature_loss, "seed": seed,
                                 **({"eps_sweep": sweep} if sweep else {}),
                                 **({"suite": suite} if suite else {})}
                         key = canonical_hash(unit)

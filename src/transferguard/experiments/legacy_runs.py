@@ -46,7 +46,7 @@ def run_record_from_report(out_dir: str | os.PathLike) -> dict[str, Any] | None:
             "migrated_from": "report.md footer"}
 
 
-def add_image_counts(df: pd.DataFrame, plan: dict[str, Any], data_root: str | None = None
+def add_image_counts(df: pd.DataFrame, plan: Any, data_root: str | None = None
                      ) -> pd.DataFrame | None:
     """The results of a run written before rows carried ``n_images`` / ``n_classes``, with both
     columns added from the plan's test splits (loaded again: the split is a pure function of the
@@ -60,6 +60,7 @@ def add_image_counts(df: pd.DataFrame, plan: dict[str, Any], data_root: str | No
     import pandas as pd
 
     from ..data import load_domain
+    from ..papers.paper1.plan import Paper1Plan
     from .spec import DataSpec
 
     def size(data: dict[str, Any], cap: int | None = None) -> tuple[int, int]:
@@ -68,12 +69,12 @@ def add_image_counts(df: pd.DataFrame, plan: dict[str, Any], data_root: str | No
         return min(len(dom.test.y), cap or len(dom.test.y)), dom.num_classes
 
     out = df.copy()
-    if "tasks" in plan:
-        sizes = {t["task"]: size(t["B"]) for t in plan["tasks"]}
+    if isinstance(plan, Paper1Plan):
+        sizes = {t.task: size(t.B) for t in plan.tasks}
         keys = out["task"]
     else:
-        sizes = {(f["family"], t["domain"]): size(t, f.get("n_test"))
-                 for f in plan["families"] for t in f["targets"]}
+        sizes = {(f.family, t["domain"]): size(t, f.n_test)
+                 for f in plan.families for t in f.targets}
         keys = pd.Series(list(zip(out["family"], out["task"], strict=True)), index=out.index)
     out["n_images"] = [sizes[k][0] for k in keys]
     out["n_classes"] = [sizes[k][1] for k in keys]

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..results import normalise_attack_names, results_frame, write_results
 from .base import SCALES, Experiment
 from .legacy_runs import add_image_counts, run_record_from_report
-from .registry import get_experiment
+from .registry import get_experiment, read_plan
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,24 +61,23 @@ def command_line(name: str, scale: str, seeds: int, first_seed: int = 0,
 
 
 def shift_seeds(plan: Any, first_seed: int) -> Any:
-    """The plan with every ``seeds`` list ``[0, …, n−1]`` replaced by ``[K, …, K+n−1]``.
+    """The (typed) plan with every ``seeds`` list ``[0, …, n−1]`` replaced by ``[K, …, K+n−1]``.
 
     Plans are built for seeds 0…n−1; an independent run with disjoint seeds is the same plan
     shifted (``--first-seed K``). With ``first_seed`` 0 the plan is returned unchanged.
     """
     if not first_seed:
         return plan
-    if isinstance(plan, dict):
+    return type(plan).from_json(_shifted_json(plan.to_json(), first_seed))
+
+
+def _shifted_json(data: Any, first_seed: int) -> Any:
+    if isinstance(data, dict):
         return {k: ([int(s) + first_seed for s in v] if k == "seeds" and isinstance(v, list)
-                    else shift_seeds(v, first_seed)) for k, v in plan.items()}
-    if isinstance(plan, list):
-        return [shift_seeds(v, first_seed) for v in plan]
-    return plan
-
-
-def _first_seed(plan: dict[str, Any]) -> int:
-    seeds = plan.get("seeds", (plan.get("families") or [{}])[0].get("seeds"))
-    return int(min(seeds)) if isinstance(seeds, list) and seeds else 0
+                    else _shifted_json(v, first_seed)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_shifted_json(v, first_seed) for v in data]
+    return data
 
 
 def footer_markdown(run: dict[str, Any]) -> str:
@@ -99,7 +98,7 @@ def footer_markdown(run: dict[str, Any]) -> str:
     return f"\n---\n{text}\n"
 
 
-def _refuse_other_run(out_dir: Path, name: str, plan: dict[str, Any]) -> None:
+def _refuse_other_run(out_dir: Path, name: str, plan: Any) -> None:
     """ConfigError when ``out_dir`` holds finished results of a plan other than ``plan``."""
     spec, results = out_dir / "spec.json", out_dir / "results.csv"
     if not results.exists():
@@ -109,7 +108,7 @@ def _refuse_other_run(out_dir: Path, name: str, plan: dict[str, Any]) -> None:
     except (OSError, ValueError):
         stored = None
     if stored is None or _without_notes(stored) != _without_notes(
-            json.loads(json.dumps(plan, default=str))):
+            _as_json(plan)):
         raise ConfigError(f"{out_dir} already holds the results of another run (not the {name} "
                           "plan asked for now); pass --overwrite to replace them, or choose "
                           "another --out")
@@ -141,7 +140,7 @@ def checked_request(name: str, scale: str, seeds: int | None, first_seed: int
 
 
 def resolved_plan(exp: Experiment, scale: str, n_seeds: int, first_seed: int,
-                  precision: str) -> dict[str, Any]:
+                  precision: str) -> Any:
     """The plan a run executes: seeds shifted to start at ``first_seed`` and every TrainSpec at
     ``precision`` (fp32: the plan as before precision existed)."""
     from .spec import plan_with_precision
@@ -190,7 +189,7 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
         plan = resolved_plan(exp, scale, n_seeds, first_seed, precision)
         if not overwrite:
             _refuse_other_run(out_dir, name, plan)
-        atomic_write_json(out_dir / "spec.json", plan)
+        atomic_write_json(out_dir / "spec.json", plan.to_json())
         runner = Runner(Store(store), device=device, progress=progress, data_root=data_root,
                         backend=backend, workers=workers, address=address,
                         gpus_per_unit=gpus_per_unit)
@@ -229,11 +228,9 @@ def _without_notes(obj: Any) -> Any:
     return obj
 
 
-def _n_seeds(plan: dict[str, Any]) -> int:
-    seeds = plan.get("seeds", (plan.get("families") or [{}])[0].get("seeds"))
-    if not isinstance(seeds, list) or not seeds:
-        raise ConfigError("spec.json names no seeds")
-    return len(seeds)
+def _as_json(plan: Any) -> Any:
+    """A typed plan as the JSON data ``spec.json`` holds (read back: tuples as lists)."""
+    return json.loads(json.dumps(plan.to_json(), default=str))
 
 
 def write_findings(name: str, findings: Any, out_dir: Path) -> Path:
@@ -272,12 +269,17 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
                           f"run `transferguard reproduce {name}` first") from None
     except (ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"{out_dir}: unreadable spec.json or results.csv: {exc}") from None
-    scale, n_seeds = stored.get("scale", "offline"), _n_seeds(stored)
-    first = _first_seed(stored)
-    precision = plan_precision(stored)  # a bf16 run's plan carries it in its TrainSpecs
-    plan = json.loads(json.dumps(resolved_plan(exp, scale, n_seeds, first, precision),
-                                 default=str))
-    if _without_notes(plan) != _without_notes(stored):
+    try:
+        ran = read_plan(exp.paper, stored)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{out_dir}: spec.json is not a {exp.paper} plan: {exc!r}") from None
+    scale, seeds = ran.scale, ran.seed_list
+    if not seeds:
+        raise ConfigError("spec.json names no seeds")
+    n_seeds, first = len(seeds), int(min(seeds))
+    precision = plan_precision(ran)  # a bf16 run's plan carries it in its TrainSpecs
+    plan = resolved_plan(exp, scale, n_seeds, first, precision)
+    if _without_notes(_as_json(plan)) != _without_notes(stored):
         raise ConfigError(f"the {name} plan changed since the run in {out_dir}; its results no "
                           "longer match the code: re-run without --report-only")
     # a folder from before run.json existed: migrate its record from the old report footer
@@ -301,7 +303,7 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
     if migrated:
         write_results(df, out_dir / "results.csv")
         run = {**run, **migrated}
-    atomic_write_json(out_dir / "spec.json", plan)
+    atomic_write_json(out_dir / "spec.json", plan.to_json())
     report = exp.report(df, out_dir, plan)
     write_findings(name, report.findings, out_dir)
     run = {**run, "claims": report.claims(), "report_rebuilt": _utc_now()}

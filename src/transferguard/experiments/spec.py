@@ -124,15 +124,18 @@ class ModelSpec:
 
 
 def plan_with_precision(plan: Any, precision: str) -> Any:
-    """``plan`` (JSON data) with every TrainSpec dict in it set to ``precision``.
+    """``plan`` with every TrainSpec dict in it set to ``precision``.
 
     A plan stores each :class:`TrainSpec` as a dict of its fields (``asdict``); those dicts —
     recognised by their keys, with or without ``precision`` — get ``precision`` when it is not
     "fp32" and lose the key when it is, so an fp32 plan (and its ``spec.json``) is the same as
     before the field existed. Every spec an experiment builds from the returned plan then
     trains (and is keyed) at that precision: models, crafted batches and evaluation units of a
-    bf16 run never mix with an fp32 run's in a shared store.
+    bf16 run never mix with an fp32 run's in a shared store. A typed plan
+    (:mod:`transferguard.papers`) goes through its JSON and comes back typed.
     """
+    if hasattr(plan, "to_json"):
+        return type(plan).from_json(plan_with_precision(plan.to_json(), precision))
     if isinstance(plan, dict):
         if plan and set(plan) in (TRAIN_FIELDS, TRAIN_FIELDS - {"precision"}):
             base = {k: v for k, v in plan.items() if k != "precision"}
@@ -144,7 +147,10 @@ def plan_with_precision(plan: Any, precision: str) -> Any:
 
 
 def plan_precision(plan: Any) -> str:
-    """The precision a plan's TrainSpec dicts ask for ("fp32" when none says otherwise)."""
+    """The precision a plan's TrainSpec dicts ask for ("fp32" when none says otherwise); a typed
+    plan's are read from its JSON."""
+    if hasattr(plan, "to_json"):
+        return plan_precision(plan.to_json())
     if isinstance(plan, dict):
         if plan and set(plan) == TRAIN_FIELDS:
             return str(plan["precision"])

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .paper1 import make_plan, make_task
-from .spec import DataSpec, TrainSpec
+from ...experiments.spec import DataSpec, TrainSpec
+from .plan import Paper1Plan, Task
+from .run import make_plan, make_task
 
 PAPER_GRID = tuple((lr, wd) for lr in (0.1, 0.01, 1e-3) for wd in (5e-4, 2.5e-5, 5e-6))
 
@@ -59,7 +60,7 @@ P_SYN = DataSpec("syndigits", n_train_per_class=None)
 P_CIFAR, P_STL = DataSpec("cifar10-9"), DataSpec("stl10-9")
 
 
-def demo_plan(scale: str, seeds: int) -> dict[str, Any]:
+def demo_plan(scale: str, seeds: int) -> Paper1Plan:
     """The headline: (A, B, C) = (MNIST, UCI digits, SynDigits), Scratch vs FT vs CommonInit."""
     if scale == "paper":
         return fig45_plan(scale, seeds, name="demo")
@@ -70,7 +71,7 @@ def demo_plan(scale: str, seeds: int) -> dict[str, Any]:
                            "Table 1's n_B = 74 for M→U), C=syndigits (800/class) instead of SVHN.")
 
 
-def fig3_plan(scale: str, seeds: int, name: str = "fig3") -> dict[str, Any]:
+def fig3_plan(scale: str, seeds: int, name: str = "fig3") -> Paper1Plan:
     """Figure 3: clean accuracy and white-box FGSM on every task, Scratch vs FT."""
     if scale == "paper":
         tasks = [make_task(P_M, _with(P_U, n_train_per_class=U_PER_CLASS), name="M→U"), make_task(P_U, _with(P_M, n_train_per_class=60), name="U→M"),
@@ -87,7 +88,7 @@ def fig3_plan(scale: str, seeds: int, name: str = "fig3") -> dict[str, Any]:
                      notes="S→Syn and CIFAR→STL need SVHN/CIFAR/STL (paper scale only).")
 
 
-def fig45_plan(scale: str, seeds: int, name: str = "fig4") -> dict[str, Any]:
+def fig45_plan(scale: str, seeds: int, name: str = "fig4") -> Paper1Plan:
     """Figures 4–5: black-box FGSM from Model A and γ, for every (A, B, C) triple."""
     if scale == "paper":
         tasks = [make_task(P_M, _with(P_U, n_train_per_class=U_PER_CLASS), P_S, name="(M, U, S)"),
@@ -110,8 +111,8 @@ SYN_A = DataSpec("syndigits:25k:1k", n_train_per_class=500, n_test_per_class=100
 M_B = DataSpec("mnist5k", n_train_per_class=60, n_test_per_class=100)
 
 
-def _ablation(name: str, scale: str, seeds: int, paper_tasks: list[dict[str, Any]],
-              offline_tasks: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+def _ablation(name: str, scale: str, seeds: int, paper_tasks: list[Task],
+              offline_tasks: list[Task], **kw: Any) -> Paper1Plan:
     """An ablation plan: the paper's tasks with its training grid, or the offline stand-ins."""
     if scale == "paper":
         return make_plan(name, scale, seeds, paper_tasks, strategies=("scratch", "ft"),
@@ -123,7 +124,7 @@ def _ablation(name: str, scale: str, seeds: int, paper_tasks: list[dict[str, Any
 P_M60 = _with(P_M, n_train_per_class=60)
 
 
-def fig6_plan(scale: str, seeds: int) -> dict[str, Any]:
+def fig6_plan(scale: str, seeds: int) -> Paper1Plan:
     """Figure 6: the number of labelled examples in Domain B (paper: 50, 100, 200, 500 in total)."""
     ns = (5, 10, 20, 50)
     return _ablation(
@@ -136,7 +137,7 @@ def fig6_plan(scale: str, seeds: int) -> dict[str, Any]:
         notes="White-box FGSM at ε = 16/255 as in the paper's Figure 6b.")
 
 
-def fig7_plan(scale: str, seeds: int) -> dict[str, Any]:
+def fig7_plan(scale: str, seeds: int) -> Paper1Plan:
     """Figure 7: the number of training examples in Domain A (paper: 1K … 500K)."""
     return _ablation(
         "fig7", scale, seeds,
@@ -148,7 +149,7 @@ def fig7_plan(scale: str, seeds: int) -> dict[str, Any]:
         notes="Offline: n_A up to 20K syndigits with the same iteration budget for Model A.")
 
 
-def fig8_plan(scale: str, seeds: int) -> dict[str, Any]:
+def fig8_plan(scale: str, seeds: int) -> Paper1Plan:
     """Figure 8: the choice of Domain A for Domain B = M (a similar U vs a dissimilar S/Syn)."""
     # UCI digits has ≈ 144 training images per class after its test split: offline uses 120 for both.
     return _ablation(
@@ -161,7 +162,7 @@ def fig8_plan(scale: str, seeds: int) -> dict[str, Any]:
         notes="Offline: n_A = 1,200 for both source domains (UCI digits has no more).")
 
 
-def fig9_plan(scale: str, seeds: int) -> dict[str, Any]:
+def fig9_plan(scale: str, seeds: int) -> Paper1Plan:
     """Figure 9: architecture (DTN vs WideResNet) on S→M."""
     return _ablation(
         "fig9", scale, seeds,
@@ -175,7 +176,7 @@ def fig9_plan(scale: str, seeds: int) -> dict[str, Any]:
               "at ≈ 115 images/s, ≈ 4× slower than DTN (≈ 470 images/s).")
 
 
-def fig10_plan(scale: str, seeds: int) -> dict[str, Any]:
+def fig10_plan(scale: str, seeds: int) -> Paper1Plan:
     """Figure 10: histograms of input-gradient norms, Scratch vs FT."""
     return _ablation(
         "fig10", scale, seeds, [make_task(P_S, P_M60, name="S→M")],

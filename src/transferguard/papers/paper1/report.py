@@ -9,10 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..results import CLEAN, Metric, Threat, attack_name
-from ..stats import bootstrap_values, decide
-from .claims import ClaimTester, diff
-from .common import (
+from ...reports.claims import ClaimTester, diff
+from ...reports.common import (
     UNCERTAINTY_NOTE,
     Finding,
     Report,
@@ -27,6 +25,9 @@ from .common import (
     series_style,
     slug,
 )
+from ...results import CLEAN, Metric, Threat, attack_name
+from ...stats import bootstrap_values, decide
+from .plan import Paper1Plan
 
 ORDER = ["scratch", "ft", "commoninit"]
 NAMES = {"scratch": "Scratch", "ft": "FT", "commoninit": "CommonInit"}
@@ -36,14 +37,14 @@ FGSM_WHITE = attack_name("fgsm", Threat.WHITE)
 FGSM_TRANSFER = attack_name("fgsm", Threat.TRANSFER)
 
 
-def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Report:
+def build_report(df: pd.DataFrame, out_dir: Path, plan: Paper1Plan) -> Report:
     """Markdown report with tables, PNG figures (written to ``out_dir``) and checked findings."""
     out_dir = Path(out_dir)
     df = df.copy()
     df["method"] = pd.Categorical(df["method"], [m for m in ORDER if m in set(df["method"])])
-    name = plan["experiment"]
-    md = [f"# {name}: robustness of transfer-learned models (paper 1, {plan['scale']} scale)", ""]
-    md += [f"Seeds: {len(plan['seeds'])}. {UNCERTAINTY_NOTE} Each claim below is a test fixed "
+    name = plan.experiment
+    md = [f"# {name}: robustness of transfer-learned models (paper 1, {plan.scale} scale)", ""]
+    md += [f"Seeds: {len(plan.seeds)}. {UNCERTAINTY_NOTE} Each claim below is a test fixed "
            "before the run: its effect over seeds with a 95 % interval from a two-level bootstrap "
            "(seeds, then test images); held or did not hold when the interval lies on one side "
            "of zero, inconclusive otherwise. Attack: FGSM, ε in pixel units (x ∈ [0, 1]). "
@@ -51,8 +52,8 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
            "correct on clean **and** on adversarial input, over the whole test set. "
            "γ = (a_black − a_white) / a_white. The paper's largest ε, 0.125 in its [−1, 1] space, is "
            "16/255 here: the findings below are checked there.", ""]
-    if plan.get("notes"):
-        md += [f"Notes: {plan['notes']}", ""]
+    if plan.notes:
+        md += [f"Notes: {plan.notes}", ""]
 
     clean = df[df.metric == Metric.CLEAN_ACC]
     md += ["## Clean accuracy on Domain B (Figure 3a)", ""]
@@ -97,7 +98,7 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
         md += [_grad_norm_section(gn, out_dir)]
 
     findings = check_findings(df)
-    if plan.get("vary") and "vary" in df.columns:
+    if plan.vary and "vary" in df.columns:
         section, extra = _ablation_section(df, out_dir, plan)
         md += section
         findings += extra
@@ -106,10 +107,10 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
     return Report("\n".join(md), findings)
 
 
-def _ablation_section(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]
+def _ablation_section(df: pd.DataFrame, out_dir: Path, plan: Paper1Plan
                       ) -> tuple[list[str], list[Finding]]:
     """Curves over the ablated variable (n_B, n_A, Domain A, architecture) and their claims."""
-    vary = plan["vary"]
+    vary = plan.vary
     values = list(dict.fromkeys(df["vary"]))
     md = [f"## Ablation over {vary}", ""]
     eps_max = claim_eps(df[df.attack == FGSM_WHITE]["eps"].unique())

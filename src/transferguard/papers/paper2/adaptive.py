@@ -19,15 +19,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..results import CLEAN, NOISE, PAPER2_FEATURE, Metric, Threat, parse_attack_name, threat_of
-from ..stats import Counts, Effect, bootstrap_effect, decide
-from .common import (
+from ...reports.common import (
     NEAR_CHANCE,
     Finding,
     Report,
@@ -42,7 +39,10 @@ from .common import (
     series_style,
     slug,
 )
-from .paper2 import source_text
+from ...results import CLEAN, NOISE, PAPER2_FEATURE, Metric, Threat, parse_attack_name, threat_of
+from ...stats import Counts, Effect, bootstrap_effect, decide
+from .plan import Paper2Plan
+from .report import source_text
 
 #: "Comparable" means a worst-case ASR within this many points of re-training's.
 EQUIVALENCE_MARGIN = 0.05
@@ -234,11 +234,11 @@ def _clean_table(df: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return out
 
 
-def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Report:
+def build_report(df: pd.DataFrame, out_dir: Path, plan: Paper2Plan) -> Report:
     """Markdown per family (tables, a figure) and the checked claims."""
     out_dir = Path(out_dir)
-    md = [f"# {plan['experiment']}: does Renofeation survive the strongest transfer attacks? "
-          f"(paper 2, {plan['scale']} scale)", "",
+    md = [f"# {plan.experiment}: does Renofeation survive the strongest transfer attacks? "
+          f"(paper 2, {plan.scale} scale)", "",
           "Every attack is crafted on the public source model alone and evaluated on every target "
           "(the threat of paper 2). ASR = share of the correctly classified test images that the "
           "attack makes wrong, pooled over target domains and seeds; brackets are 95 % intervals "
@@ -246,31 +246,31 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Repor
           "attack, its worst case. Claims are tests fixed before the run on these worst cases: "
           "**held** when the whole interval is on the claimed side, **did not hold** when it is "
           "wholly on the other side, **inconclusive** otherwise.", ""]
-    if plan.get("notes"):
-        md += [f"Notes: {plan['notes']}", ""]
+    if plan.notes:
+        md += [f"Notes: {plan.notes}", ""]
     findings: list[Finding] = []
-    for fam in plan["families"]:
-        fdf = df[df["family"] == fam["family"]]
+    for fam in plan.families:
+        fdf = df[df["family"] == fam.family]
         if fdf.empty:
             continue
-        fdf = fdf[np.isclose(fdf.eps.astype(float), fam["attack"]["eps"]) | (fdf.attack == CLEAN)]
-        order = [r["label"] for r in fam["methods"]]
-        src = fam["source"]
-        src_txt = source_text(src)
-        suite = fam.get("suite", {})
-        domains = ", ".join(t["domain"] for t in fam["targets"])
-        md += [f"## Family `{fam['family']}`: source = {src_txt}", "",
-               f"Targets: {domains}; seeds {len(fam['seeds'])}; ε = {fmt_eps(fam['attack']['eps'])}. "
-               f"The paper's attack: {fam['attack']['steps']} steps, neuron {fam['attack']['neuron']}. "
+        atk = fam.attack
+        fdf = fdf[np.isclose(fdf.eps.astype(float), atk["eps"]) | (fdf.attack == CLEAN)]
+        order = [r.label for r in fam.methods]
+        src_txt = source_text(fam.source)
+        suite = fam.suite or {}
+        domains = ", ".join(t["domain"] for t in fam.targets)
+        md += [f"## Family `{fam.family}`: source = {src_txt}", "",
+               f"Targets: {domains}; seeds {len(fam.seeds)}; ε = {fmt_eps(atk['eps'])}. "
+               f"The paper's attack: {atk['steps']} steps, neuron {atk['neuron']}. "
                f"Suite budget `{suite.get('budget', '?')}`: {suite.get('summary', '')}.", "",
                "### Clean accuracy", "", md_table(_clean_table(fdf, order)), "",
                "### Attack success rate (%) [95 % CI]", "", md_table(asr_table(fdf, order)), ""]
-        png = f"{slug(fam['family'])}_suite_asr.png"
-        save_figure(asr_figure(fdf, order, f"{fam['family']}: ASR of attacks crafted on the source"),
+        png = f"{slug(fam.family)}_suite_asr.png"
+        save_figure(asr_figure(fdf, order, f"{fam.family}: ASR of attacks crafted on the source"),
                     out_dir / png)
-        md += [f"![{fam['family']} suite ASR]({png})", ""]
+        md += [f"![{fam.family} suite ASR]({png})", ""]
         n_classes = fdf[fdf.metric == "n_classes"].value  # chance: the target tasks' classes
         chance = 1 / float(n_classes.max()) if len(n_classes) else 0.0
-        findings += check_claims(fdf, fam["family"], chance)
+        findings += check_claims(fdf, fam.family, chance)
     md += ["## Which claims held on this run", "", findings_markdown(findings), ""]
     return Report("\n".join(md), findings)

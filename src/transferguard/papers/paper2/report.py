@@ -10,9 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..results import CLEAN, NOISE, PAPER2_FEATURE, Metric
-from .claims import ClaimTester, Rate, diff, spearman
-from .common import (
+from ...reports.claims import ClaimTester, Rate, diff, spearman
+from ...reports.common import (
     Finding,
     Report,
     apply_scale,
@@ -30,6 +29,8 @@ from .common import (
     series_style,
     slug,
 )
+from ...results import CLEAN, NOISE, PAPER2_FEATURE, Metric
+from .plan import Paper2Plan, Source
 
 METRIC_TITLES = {
     (CLEAN, Metric.CLEAN_ACC): "Clean accuracy (%)",
@@ -71,45 +72,44 @@ def _mean(df: pd.DataFrame, method: str, metric: str, attack: str = CLEAN) -> fl
     return float(sub["value"].mean()) if len(sub) else float("nan")
 
 
-def source_text(src: dict[str, Any]) -> str:
+def source_text(src: Source) -> str:
     """A family's source model as a reader names it (public weights, or pre-trained here)."""
-    return (f"pre-trained {src['arch']} (public weights)" if src["kind"] == "pretrained"
-            else f"{src['arch']} pre-trained here on {src['data']['domain']}")
+    return (f"pre-trained {src.arch} (public weights)" if src.kind == "pretrained"
+            else f"{src.arch} pre-trained here on {(src.data or {}).get('domain')}")
 
 
-def build_report(df: pd.DataFrame, out_dir: Path, plan: dict[str, Any]) -> Report:
+def build_report(df: pd.DataFrame, out_dir: Path, plan: Paper2Plan) -> Report:
     """Markdown report per family (tables, PNG figures written to ``out_dir``) and checked findings."""
     out_dir = Path(out_dir)
-    name = plan["experiment"]
+    name = plan.experiment
     md = [f"# {name}: transfer methods vs attacks crafted on the pre-trained model "
-          f"(paper 2, {plan['scale']} scale)", ""]
+          f"(paper 2, {plan.scale} scale)", ""]
     md += ["ASR = P(wrong on adversarial | correct on clean). The attack is PGD on the source model's "
            "penultimate features toward m·e_k (Rezaei et al.), crafted on the source alone and fed to "
            "every target. The noise control adds uniform noise of the same ε: an ASR close to it "
            "is fragility, not attack.", ""]
-    if plan.get("notes"):
-        md += [f"Notes: {plan['notes']}", ""]
+    if plan.notes:
+        md += [f"Notes: {plan.notes}", ""]
     findings: list[Finding] = []
-    for fam in plan["families"]:
-        fdf = df[df["family"] == fam["family"]]
+    for fam in plan.families:
+        fdf = df[df["family"] == fam.family]
         if fdf.empty:
             continue
-        order = [r["label"] for r in fam["methods"]]
-        atk = fam["attack"]
+        order = [r.label for r in fam.methods]
+        atk = fam.attack
         fdf, sweep = split_sweep(fdf, atk["eps"])
-        src = fam["source"]
-        src_txt = source_text(src)
-        md += [f"## Family `{fam['family']}`: source = {src_txt}", "",
+        src_txt = source_text(fam.source)
+        md += [f"## Family `{fam.family}`: source = {src_txt}", "",
                f"Attack: ε = {atk['eps'] * 255:.2f}/255, {atk['steps']} steps of {atk['step_size']}, "
-               f"m = {atk['m']:g}, neuron = {atk['neuron']}; seeds {len(fam['seeds'])}.", ""]
+               f"m = {atk['m']:g}, neuron = {atk['neuron']}; seeds {len(fam.seeds)}.", ""]
         for (attack, metric), title in METRIC_TITLES.items():
             table = _table(fdf, attack, metric, order)
             if table:
                 md += [f"### {title}", "", table, ""]
-        md += _figures(fdf, out_dir, fam["family"], order)
-        findings += check_findings(fdf, fam["family"], order)
+        md += _figures(fdf, out_dir, fam.family, order)
+        findings += check_findings(fdf, fam.family, order)
         if not sweep.empty:
-            md += _sweep_section(fdf, sweep, out_dir, fam["family"], order, atk["eps"])
+            md += _sweep_section(fdf, sweep, out_dir, fam.family, order, atk["eps"])
     md += ["## Which of the paper's findings held on this run", "", findings_markdown(findings), ""]
     return Report("\n".join(md), findings)
 

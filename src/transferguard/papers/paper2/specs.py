@@ -21,10 +21,12 @@ sensitivity analysis, since 8/255 barely moves digit models (the claims are chec
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from .paper2 import make_plan, method_row, pretrained_source, trained_source
-from .spec import DataSpec, TrainSpec
+from ...experiments.spec import DataSpec, TrainSpec
+from .plan import MethodRow, Paper2Plan
+from .run import make_plan, method_row, pretrained_source, trained_source
 
 # ------------------------------------------------------------------- offline settings
 IMG = 64
@@ -67,7 +69,7 @@ PAPER_ATTACK = {"eps": 0.1 * 0.226, "steps": 40, "step_size": 0.01, "m": 1000.0,
 PAPER_ARCHS = ["resnet18", "resnet50", "resnet101", "mobilenet_v2"]
 
 
-def _rows(names: list[str], ft: TrainSpec, re: TrainSpec, swa: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows(names: list[str], ft: TrainSpec, re: TrainSpec, swa: dict[str, Any]) -> list[MethodRow]:
     """Method rows by the paper's names (ablation names: base[+DO][+SWA])."""
     with_swa = lambda t: TrainSpec(**{**t.__dict__, "swa": swa})  # noqa: E731
     table = {
@@ -94,38 +96,35 @@ def _rows(names: list[str], ft: TrainSpec, re: TrainSpec, swa: dict[str, Any]) -
     return [table[n] for n in names]
 
 
-def _lambda_rows(ft: TrainSpec, lambdas: list[float]) -> list[dict[str, Any]]:
+def _lambda_rows(ft: TrainSpec, lambdas: list[float]) -> list[MethodRow]:
     return [method_row(f"delta λ={lam:g}", "delta", ft, lambda_feat=lam) for lam in lambdas]
 
 
 def _families(name: str, scale: str, seeds: int, names: list[str], *, imagenet_targets=None,
               syn_targets=None, feature_loss: bool = False, rows_fn=None, suite: str | None = None,
-              syn_sweep: bool = True, notes: str = "") -> dict[str, Any]:
+              syn_sweep: bool = True, notes: str = "") -> Paper2Plan:
     if scale == "paper":
         rows = rows_fn(PAPER_FT, PAPER_RE, PAPER_SWA) if rows_fn else _rows(names, PAPER_FT, PAPER_RE, PAPER_SWA)
         fam = make_plan(name, scale, seeds, source=pretrained_source("resnet18"), arch="resnet18",
                         archs=PAPER_ARCHS if name == "reno-table4" else ["resnet18"],
                         targets=PAPER_DATA, methods=rows, attack=PAPER_ATTACK,
                         feature_loss=feature_loss, suite="thorough" if suite else None)
-        fam["family"] = "imagenet"
-        return {"experiment": name, "scale": scale, "families": [fam], "notes": notes}
+        return Paper2Plan(name, scale, (replace(fam, family="imagenet"),), notes)
     fams = []
     if imagenet_targets:
         rows = rows_fn(OFF_FT, OFF_RE, OFF_SWA) if rows_fn else _rows(names, OFF_FT, OFF_RE, OFF_SWA)
         fam = make_plan(name, scale, seeds, source=pretrained_source("efficientnet_lite0"),
                         arch="efficientnet_lite0", targets=imagenet_targets, methods=rows,
                         attack=OFF_ATTACK, feature_loss=feature_loss, suite=suite)
-        fam["family"] = "imagenet"
-        fams.append(fam)
+        fams.append(replace(fam, family="imagenet"))
     if syn_targets:
         rows = rows_fn(DTN_FT, DTN_RE, DTN_SWA) if rows_fn else _rows(names, DTN_FT, DTN_RE, DTN_SWA)
         fam = make_plan(name, scale, seeds, source=trained_source(SYN_SRC, "dtn", DTN_SOURCE),
                         arch="dtn", targets=syn_targets, methods=rows, attack=OFF_ATTACK,
                         eps_sweep=SYN_EPS_SWEEP if syn_sweep else None,
                         feature_loss=feature_loss, suite=suite)
-        fam["family"] = "syn"
-        fams.append(fam)
-    return {"experiment": name, "scale": scale, "families": fams, "notes": notes}
+        fams.append(replace(fam, family="syn"))
+    return Paper2Plan(name, scale, tuple(fams), notes)
 
 
 #: Why the ablations run on the DTN family only offline: with the imagenet family as well,
@@ -142,12 +141,12 @@ TABLE6 = ["delta", "delta adv. trained", "delta adv. trained+SWA+DO", "renofeati
 TABLE7 = ["delta-r", "delta-r+DO", "delta-r+SWA", "renofeation"]
 
 
-def table2_plan(scale: str, seeds: int, name: str = "reno-table2") -> dict[str, Any]:
+def table2_plan(scale: str, seeds: int, name: str = "reno-table2") -> Paper2Plan:
     return _families(name, scale, seeds, TABLE2, imagenet_targets=[FASHION, MNIST64],
                      syn_targets=[MNIST32, UCI32])
 
 
-def table4_plan(scale: str, seeds: int) -> dict[str, Any]:
+def table4_plan(scale: str, seeds: int) -> Paper2Plan:
     return _families("reno-table4", scale, seeds, TABLE4, imagenet_targets=[FASHION, MNIST64],
                      syn_targets=[MNIST32, UCI32],
                      notes="Offline: EfficientNet-Lite0 is the only ImageNet CNN with offline "
@@ -157,7 +156,7 @@ def table4_plan(scale: str, seeds: int) -> dict[str, Any]:
 ADAPTIVE = ["fine-tune", "delta", "re-training", "renofeation"]
 
 
-def adaptive_plan(scale: str, seeds: int) -> dict[str, Any]:
+def adaptive_plan(scale: str, seeds: int) -> Paper2Plan:
     """Does Renofeation's robustness survive the strongest attacks of the transfer suite?
 
     Table 4's methods plus end-to-end fine-tuning, every suite attack crafted on the source at the
@@ -174,22 +173,22 @@ def adaptive_plan(scale: str, seeds: int) -> dict[str, Any]:
                            "`thorough` budget on ResNet-18.")
 
 
-def fig3_plan(scale: str, seeds: int) -> dict[str, Any]:
+def fig3_plan(scale: str, seeds: int) -> Paper2Plan:
     return _families("reno-fig3", scale, seeds, FIG3, syn_targets=[MNIST32, UCI32],
                      notes=_SYN_ONLY)
 
 
-def table6_plan(scale: str, seeds: int) -> dict[str, Any]:
+def table6_plan(scale: str, seeds: int) -> Paper2Plan:
     return _families("reno-table6", scale, seeds, TABLE6, syn_targets=[MNIST32, UCI32],
                      notes="Offline: the DTN family only (PGD-3 adversarial training costs 4× a step).")
 
 
-def table7_plan(scale: str, seeds: int) -> dict[str, Any]:
+def table7_plan(scale: str, seeds: int) -> Paper2Plan:
     return _families("reno-table7", scale, seeds, TABLE7, syn_targets=[MNIST32, UCI32],
                      feature_loss=True, notes=_SYN_ONLY)
 
 
-def fig4_plan(scale: str, seeds: int) -> dict[str, Any]:
+def fig4_plan(scale: str, seeds: int) -> Paper2Plan:
     lambdas = [0.1, 0.5, 1, 2, 5, 10]
     return _families("reno-fig4", scale, seeds, [], syn_targets=[MNIST32, UCI32],
                      rows_fn=lambda ft, re, swa: _lambda_rows(ft, lambdas) + _rows(["renofeation"], ft, re, swa))
@@ -198,7 +197,7 @@ def fig4_plan(scale: str, seeds: int) -> dict[str, Any]:
 PAPER_PER_CLASS = {"dogs": 100, "cub200": 30, "stanford40": 100, "indoor67": 80, "flowers102": 20}
 
 
-def table5_plan(scale: str, seeds: int) -> dict[str, Any]:
+def table5_plan(scale: str, seeds: int) -> Paper2Plan:
     """Data-amount ablation: 33% / 66% of the training labels per class."""
     fams = []
     for frac in (1 / 3, 2 / 3, 1.0):
@@ -217,8 +216,7 @@ def table5_plan(scale: str, seeds: int) -> dict[str, Any]:
                             source=trained_source(SYN_SRC, "dtn", DTN_SOURCE), arch="dtn",
                             targets=targets, methods=_rows(TABLE4, DTN_FT, DTN_RE, DTN_SWA),
                             attack=OFF_ATTACK, eps_sweep=SYN_EPS_SWEEP)
-        fam["family"] = label
-        fams.append(fam)
-    return {"experiment": "reno-table5", "scale": scale, "families": fams,
-            "notes": "Offline: 33% / 66% / 100% of 50 labels per class, DTN family; paper scale: "
-                     "33% / 66% / 100% of each dataset's nominal training images per class."}
+        fams.append(replace(fam, family=label))
+    return Paper2Plan("reno-table5", scale, tuple(fams),
+                      "Offline: 33% / 66% / 100% of 50 labels per class, DTN family; paper scale: "
+                      "33% / 66% / 100% of each dataset's nominal training images per class.")
