@@ -207,3 +207,27 @@ def test_pretrained_path_for_scratch_arch_loads_backbone(tmp_path):
     with torch.no_grad():
         assert torch.equal(target.forward_features(x), source.forward_features(x))
     assert target.num_classes == 3
+
+
+def test_tensors_sha256_identifies_the_weights_not_the_file(tmp_path):
+    """The sidecar's tensors_sha256 is the same for the same weights written by two processes
+    (the file's sha256 is not: safetensors writes header metadata in hash-map order)."""
+    import subprocess
+    import sys
+
+    from transferguard.models.checkpoint import read_sidecar, tensors_sha256
+
+    code = ("import sys, torch; from transferguard.models import create_model; "
+            "from transferguard.models.checkpoint import save_checkpoint; torch.manual_seed(0); "
+            "save_checkpoint(create_model('dtn', 10), sys.argv[1])")
+    digests = set()
+    for i in range(2):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"m{i}")], check=True)
+        digests.add(read_sidecar(tmp_path / f"m{i}")["tensors_sha256"])
+    assert len(digests) == 1
+    torch.manual_seed(0)
+    model = create_model("dtn", 10)
+    assert digests == {tensors_sha256(model.state_dict())}
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-6  # one weight, one ulp-scale change
+    assert tensors_sha256(model.state_dict()) not in digests

@@ -40,8 +40,24 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 #: Keys of the sidecar that the library owns; user metadata may not use them.
-RESERVED_KEYS = ("config", "format", "format_version", "weights_file", "weights_sha256")
+RESERVED_KEYS = ("config", "format", "format_version", "weights_file", "weights_sha256",
+                 "tensors_sha256")
 _FORMAT_NAME = "transferguard-checkpoint"
+
+
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """Digest of the weights themselves: names, dtypes, shapes and bytes, in name order.
+
+    Two models with this digest equal are bit-identical. The weights file's own sha256
+    (``weights_sha256``, an integrity check) cannot tell that across processes: safetensors
+    writes its header's metadata in hash-map order, which changes from one process to the next.
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _sha256(path: Path) -> str:
@@ -80,6 +96,7 @@ def save_checkpoint(model: TGModel, path: str | os.PathLike, meta: Mapping[str, 
         "config": config,
         "weights_file": weights_path.name,
         "weights_sha256": _sha256(weights_path),
+        "tensors_sha256": tensors_sha256(tensors),
     }
     atomic_write_json(with_suffix(stem, ".json"), sidecar)
     log.info("saved checkpoint %s (%s)", weights_path, config.get("arch"))
