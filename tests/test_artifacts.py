@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_helpers import one_line, run
 from transferguard.cli import main
 from transferguard.errors import CheckpointError, ConfigError
 from transferguard.experiments import EXPERIMENTS, Experiment
@@ -39,18 +40,6 @@ def _tiny_demo_plan(scale: str, seeds: int) -> dict:
     return paper1.make_plan("demo", scale, seeds, [task], strategies=("scratch", "ft", "commoninit"),
                             train={k: tiny for k in ("source", "common", "target", "finetune")},
                             eps_255=(4,))
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code: int, err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("transferguard: error:"), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -147,17 +136,17 @@ def test_sidecar_paired_with_other_weights_fails_the_checksum(demo, tmp_path, ca
         load_model(str(tmp_path / "mixed.safetensors"), role="target")
     code, _, err = run(capsys, "attack", "--target", tmp_path / "mixed.safetensors", "--domain",
                        "ucidigits", "--out", tmp_path / "a", *QUIET)
-    assert "checksum" in one_line_error(code, err)
+    assert "checksum" in one_line(code, err)
 
 
 def test_missing_files_are_one_line(capsys, tmp_path):
     missing = tmp_path / "nope.safetensors"
     code, _, err = run(capsys, "attack", "--target", missing, "--domain", "ucidigits", "--out",
                        tmp_path / "o", *QUIET)
-    assert "not found" in one_line_error(code, err)
+    assert "not found" in one_line(code, err)
     code, _, err = run(capsys, "train", "--domain", "ucidigits", "--source", missing, "--out",
                        tmp_path / "m", *QUIET)
-    assert "not found" in one_line_error(code, err)
+    assert "not found" in one_line(code, err)
 
 
 # ---------------------------------------------------------------------------- devices
@@ -171,10 +160,10 @@ def test_absent_gpu_is_one_line(demo, capsys, tmp_path, device):
                  ["train", "--domain", "ucidigits", "--out", tmp_path / "c"],
                  ["reproduce", "demo", "--out", tmp_path / "d", "--store", tmp_path / "s"]):
         code, _, err = run(capsys, *argv, "--quiet", "--device", device)
-        assert "no usable CUDA GPU" in one_line_error(code, err), argv
+        assert "no usable CUDA GPU" in one_line(code, err), argv
     code, _, err = run(capsys, "attack", "--target", target, "--domain", "ucidigits",
                        "--device", "tpu9", "--out", tmp_path / "e")
-    assert "unknown device" in one_line_error(code, err)
+    assert "unknown device" in one_line(code, err)
 
 
 # ---------------------------------------------------------------------------- overwriting
@@ -189,7 +178,7 @@ def test_finished_results_are_never_overwritten_silently(demo, capsys, tmp_path,
     first, second = Path("runs/attack/results.csv"), Path("runs/attack-2/results.csv")
     assert first.exists() and second.exists() and "runs/attack-2" in out
     code, _, err = run(capsys, *attack, "--out", "runs/attack")
-    assert "--overwrite" in one_line_error(code, err)
+    assert "--overwrite" in one_line(code, err)
     code, _, err = run(capsys, *attack, "--out", "runs/attack", "--overwrite")
     assert code == 0, err
 
@@ -198,13 +187,13 @@ def test_finished_results_are_never_overwritten_silently(demo, capsys, tmp_path,
     assert run(capsys, *train)[0] == 0
     weights = Path("m.safetensors").read_bytes()
     code, _, err = run(capsys, *train[:-3], "--seed", "5", *QUIET)
-    assert "--overwrite" in one_line_error(code, err)
+    assert "--overwrite" in one_line(code, err)
     assert Path("m.safetensors").read_bytes() == weights
 
     # a run folder of one plan is not silently replaced by another plan's run
     code, _, err = run(capsys, "reproduce", "demo", "--out", demo["run"], "--store",
                        demo["store"], "--seeds", "2", "--backend", "serial", *QUIET)
-    assert "--overwrite" in one_line_error(code, err)
+    assert "--overwrite" in one_line(code, err)
     # …but the same plan again is a re-run that recomputes nothing
     code, out, err = run(capsys, "reproduce", "demo", "--out", demo["run"], "--store",
                          demo["store"], "--seeds", "1", "--backend", "serial", *QUIET)
@@ -219,7 +208,7 @@ def test_audit_refuses_a_finished_folder(demo, capsys, tmp_path):
             "--candidates", "1", "--out", tmp_path / "au", *QUIET]
     assert run(capsys, *argv)[0] == 0
     code, _, err = run(capsys, *argv)
-    assert "--overwrite" in one_line_error(code, err)
+    assert "--overwrite" in one_line(code, err)
     assert run(capsys, *argv, "--overwrite")[0] == 0
 
 

@@ -9,20 +9,14 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
+from cli_helpers import register_tiny, run
 from transferguard.cli import main, parse_eps
 from transferguard.errors import ConfigError
 from transferguard.experiments import EXPERIMENTS, Experiment
 from transferguard.experiments.legacy_runs import run_record_from_report
 from transferguard.experiments.reproduce import footer_markdown
-from transferguard.experiments.spec import DataSpec, TrainSpec
 from transferguard.papers.paper1 import report as paper1_report
 from transferguard.papers.paper1 import run as paper1
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_parse_eps_pixel_units() -> None:
@@ -127,19 +121,8 @@ def test_run_record_migrated_from_legacy_footer(tmp_path) -> None:
 
 
 def _register_tiny(monkeypatch, name: str) -> None:
-    """Register a seconds-long paper-1 experiment (U→M, Scratch vs FT) under ``name``."""
-    tiny = TrainSpec(epochs=None, iterations=4, batch_size=32, eval_every=2)
-
-    def plan(scale: str, seeds: int) -> dict:
-        task = paper1.make_task(DataSpec("ucidigits", n_train_per_class=10, n_test_per_class=3),
-                                DataSpec("mnist5k", n_train_per_class=5, n_test_per_class=3),
-                                name="U→M")
-        return paper1.make_plan(name, scale, seeds, [task], strategies=("scratch", "ft"),
-                                train={k: tiny for k in ("source", "target", "finetune")}, eps_255=(4, 16))
-
-    monkeypatch.setitem(EXPERIMENTS, name, Experiment(
-        name, "test", "paper1", plan, paper1.run_transfer_grid, paper1_report.build_report,
-        default_seeds={"offline": 1, "paper": 1}))  # one seed keeps these CLI tests seconds long
+    # one seed keeps these CLI tests seconds long
+    register_tiny(monkeypatch, name, eps_255=(4, 16), default_seeds={"offline": 1, "paper": 1})
 
 
 def test_reproduce_writes_a_complete_run_folder(capsys, tmp_path, monkeypatch) -> None:

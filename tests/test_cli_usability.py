@@ -12,22 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
+from cli_helpers import one_line, run
 from transferguard._progress import PlainProgress, progress_bar
 from transferguard.cli import build_parser, cli_message, eps_label, main
 from transferguard.errors import DataError
 from transferguard.models import create_model, save_checkpoint
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(code: int, err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("transferguard: error:"), err
-    return lines[0]
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:

@@ -8,23 +8,11 @@ import sys
 
 import pytest
 
-from transferguard.cli import main
+from cli_helpers import one_line, run
 from transferguard.experiments import costplan, get_experiment
 from transferguard.experiments.reproduce import shift_seeds
 from transferguard.papers.paper1 import run as paper1
 from transferguard.papers.paper1.specs import OFFLINE_TRAIN
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(code: int, err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("transferguard: error:"), err
-    return lines[0]
 
 
 def _keys_with_parents(specs) -> set[str]:

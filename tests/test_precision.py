@@ -8,13 +8,13 @@ import json
 import pytest
 import torch
 
+from cli_helpers import register_tiny
 from test_training import cfg, digits_split, dtn
 from transferguard.attacks import fgsm
 from transferguard.attacks.transfer import predict, transfer_predictions
 from transferguard.cli import build_parser
 from transferguard.errors import CheckpointError, ConfigError
 from transferguard.experiments import EXPERIMENTS
-from transferguard.experiments.base import Experiment
 from transferguard.experiments.reproduce import command_line, rebuild_report, reproduce
 from transferguard.experiments.spec import (
     DataSpec,
@@ -24,7 +24,6 @@ from transferguard.experiments.spec import (
     plan_with_precision,
 )
 from transferguard.methods import create_method
-from transferguard.papers.paper1 import report as paper1_report
 from transferguard.papers.paper1 import run as paper1
 from transferguard.stats import Rate, gap_interval
 from transferguard.training import TrainConfig, default_precision, fit, resolve_precision
@@ -137,23 +136,8 @@ def test_bf16_prediction_agrees_with_fp32_on_fgsm_within_the_interval() -> None:
 
 
 # ------------------------------------------------------------------------------- reproduce, CLI
-def _register_tiny(monkeypatch, name: str) -> None:
-    tiny = TrainSpec(epochs=None, iterations=4, batch_size=32, eval_every=2)
-
-    def plan(scale: str, seeds: int) -> dict:
-        task = paper1.make_task(DataSpec("ucidigits", n_train_per_class=10, n_test_per_class=3),
-                                DataSpec("mnist5k", n_train_per_class=5, n_test_per_class=3),
-                                name="U→M")
-        return paper1.make_plan(name, scale, seeds, [task], strategies=("scratch", "ft"),
-                                train={k: tiny for k in ("source", "target", "finetune")},
-                                eps_255=(4,))
-
-    monkeypatch.setitem(EXPERIMENTS, name, Experiment(
-        name, "test", "paper1", plan, paper1.run_transfer_grid, paper1_report.build_report))
-
-
 def test_bf16_reproduce_has_its_own_keys_record_and_report(tmp_path, monkeypatch) -> None:
-    _register_tiny(monkeypatch, "tiny-bf16")
+    register_tiny(monkeypatch, "tiny-bf16")
     out, kw = tmp_path / "run", {"store": tmp_path / "store", "device": "cpu", "progress": False,
                                  "backend": "serial"}
     df, _ = reproduce("tiny-bf16", out=out, precision="bf16", seeds=1, **kw)
