@@ -31,3 +31,20 @@ def test_unknown_without_validations_and_swa_rows_ignored():
     assert plateaued(_history([0.9])) is None
     swa = _history([0.5, 0.8, 0.8, 0.8]) + [{"iteration": 50, "val_acc": 0.99, "phase": "swa-final"}]
     assert plateaued(swa) is True
+
+
+def test_the_runner_records_convergence_and_the_data_bytes(tmp_path):
+    import json
+
+    from transferguard.experiments import Runner, Store
+    from transferguard.experiments.spec import DataSpec, ModelSpec, TrainSpec
+
+    spec = ModelSpec(DataSpec("ucidigits", n_train_per_class=10, n_test_per_class=3), "dtn",
+                     train=TrainSpec(epochs=None, iterations=8, batch_size=32, eval_every=2))
+    runner = Runner(Store(tmp_path), device="cpu", progress=False)
+    runner.model(spec)
+    meta = json.loads((tmp_path / "models" / f"{spec.key()}.json").read_text())
+    assert meta["iterations_run"] == 8 and meta["best_iteration"] in (2, 4, 6, 8)
+    assert meta["plateaued"] in (True, False)
+    assert meta["data_sha256"] == runner.domain(spec.data).digest()
+    assert len(meta["tensors_sha256"]) == 64

@@ -221,3 +221,13 @@ def test_fashion_real_data():
 def test_download_refused_where_no_downloader(tmp_path):
     with pytest.raises(DataError, match="cannot be downloaded automatically.*CUB_200_2011"):
         load_domain("cub200", root=tmp_path, download=True)
+
+
+def test_domain_digest_names_the_bytes():
+    a = load_domain("ucidigits", n_train_per_class=5, n_test_per_class=3)
+    b = load_domain("ucidigits", n_train_per_class=5, n_test_per_class=3)
+    assert a.digest() == b.digest() and len(a.digest()) == 64
+    b.test.x[0, 0, 0, 0] ^= 1  # one bit of one test pixel
+    assert a.digest() != b.digest()
+    c = load_domain("ucidigits", n_train_per_class=6, n_test_per_class=3)
+    assert c.digest() != a.digest()

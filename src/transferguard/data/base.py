@@ -7,6 +7,7 @@ the only form a model ever sees.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -83,3 +84,17 @@ class Domain:
     @property
     def image_size(self) -> int:
         return int(self.train.x.shape[-1])
+
+    def digest(self) -> str:
+        """sha256 of the class names and every split's images and labels.
+
+        A model's store key names its data by recipe (domain, sizes, seeds); this names the
+        bytes the recipe gave on this machine, so a stored model trained on other bytes (another
+        font set for SynDigits, another copy of a dataset) can be told apart.
+        """
+        h = hashlib.sha256("\x1f".join(self.classes).encode())
+        for split in (self.train, self.val, self.test):
+            for t in (split.x, split.y):
+                h.update(str(tuple(t.shape)).encode())
+                h.update(t.contiguous().numpy().tobytes())
+        return h.hexdigest()

@@ -144,6 +144,7 @@ class Runner:
             "selected_lr": lr, "selected_weight_decay": wd, "best_val_acc": val_acc,
             "best_iteration": result.best_iteration, "iterations_run": result.iterations_run,
             "plateaued": plateaued(result.history, len(dom.val.y) or None),
+            "data_sha256": dom.digest(),
             "hp_trials": trials, "train_seconds": round(time.perf_counter() - t0, 2),
         }
         try:
