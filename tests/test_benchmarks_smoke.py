@@ -176,3 +176,13 @@ def test_gpu_group_code_path_runs_on_the_cpu(bench, groups, monkeypatch):
     for row in rows:
         assert math.isfinite(row.ratio) and row.ratio > 0 and row.ours > 0 and row.reference > 0
         assert row.passed is not False or row.target is not None, row  # nothing failed to run
+    assert all("GPU utilisation" in r.note for r in rows[-2:])  # the demo rows say it
+
+
+def test_gpu_sampler_parses_nvidia_smi_lines(groups):
+    gpu = groups["gpu"]
+    assert gpu.parse_gpu_samples("87, 10240\n 3, 512\n\n[N/A], 0\n") == [(87.0, 10240.0),
+                                                                          (3.0, 512.0)]
+    sampler = gpu.GpuSampler()
+    sampler.samples = [(80.0, 2048.0), (40.0, 4096.0)]
+    assert sampler.summary().startswith("GPU utilisation mean 60 % (peak 80 %), peak memory 4.0 GiB")

@@ -14,7 +14,9 @@ Measured side by side in one run, as ratios (absolute seconds depend on the mach
    row (target <= 1.2), and against that plus the k projections (info);
 3. ``transferguard reproduce demo --seeds 1 --device cuda`` with ``--precision fp32`` and
    ``--precision bf16`` (``auto`` means bf16 on CUDA), each in a subprocess with an empty
-   temporary ``--store`` and data cache (``TRANSFERGUARD_CACHE``): wall time, info rows.
+   temporary ``--store`` and data cache (``TRANSFERGUARD_CACHE``): wall time, info rows, with
+   the GPU's mean and peak utilisation and peak memory over the run (``nvidia-smi`` sampled
+   every 0.5 s, :class:`GpuSampler`).
 
 Every timing synchronises the device (``torch.cuda.synchronize()``) before the clock stops and
 each case is warmed up (``Settings.warmup`` rounds). About 2-3 minutes on one H200.
@@ -265,8 +267,57 @@ def _demo_command(tmp: str, precision: str) -> list[str]:
                   precision, "--out", f"{tmp}/out", "--store", f"{tmp}/store", "--quiet"]
 
 
+class GpuSampler:
+    """``nvidia-smi`` sampling utilisation (%) and used memory (MiB) every ``period_ms`` while
+    the ``with`` block runs; :meth:`summary` says the mean and peak (or why there is none)."""
+
+    def __init__(self, period_ms: int = 500) -> None:
+        self.cmd = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
+                    "--format=csv,noheader,nounits", f"-lms={period_ms}"]
+        self.proc: subprocess.Popen | None = None
+        self.samples: list[tuple[float, float]] = []
+
+    def __enter__(self) -> GpuSampler:
+        try:
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            self.proc = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        self.samples = parse_gpu_samples(out)
+
+    def summary(self) -> str:
+        if not self.samples:
+            return "GPU utilisation: not sampled (no nvidia-smi)"
+        util = [u for u, _ in self.samples]
+        return (f"GPU utilisation mean {sum(util) / len(util):.0f} % (peak {max(util):.0f} %), "
+                f"peak memory {max(m for _, m in self.samples) / 1024:.1f} GiB, "
+                f"{len(util)} samples")
+
+
+def parse_gpu_samples(text: str) -> list[tuple[float, float]]:
+    """``utilization, memory`` lines of ``nvidia-smi --format=csv,noheader,nounits`` (GPU 0 of
+    each sample on a several-GPU machine is the first line; every line is kept)."""
+    rows = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2:
+            try:
+                rows.append((float(parts[0]), float(parts[1])))
+            except ValueError:
+                continue
+    return rows
+
+
 def _demo_once(precision: str) -> tuple[float, bool, str]:
-    """Wall time of one ``reproduce demo`` from an empty store and data cache: (s, ok, note)."""
+    """Wall time of one ``reproduce demo`` from an empty store and data cache: (s, ok, note),
+    the note with the GPU's utilisation over the run."""
     import transferguard
 
     src = str(Path(transferguard.__file__).resolve().parents[1])
@@ -274,13 +325,15 @@ def _demo_once(precision: str) -> tuple[float, bool, str]:
     env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
     with tempfile.TemporaryDirectory(prefix=f"tg-bench-gpu-demo-{precision}-") as tmp:
         env["TRANSFERGUARD_CACHE"] = f"{tmp}/cache"
-        t0 = time.perf_counter()
-        proc = subprocess.run(_demo_command(tmp, precision), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, env=env, check=False)
-        wall = time.perf_counter() - t0
+        with GpuSampler() as sampler:
+            t0 = time.perf_counter()
+            proc = subprocess.run(_demo_command(tmp, precision), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, env=env, check=False)
+            wall = time.perf_counter() - t0
     ok = proc.returncode == 0
     err = proc.stderr.decode(errors="replace").strip()
-    return wall, ok, "exit 0" if ok else f"FAILED exit {proc.returncode}: {err[-200:]}"
+    status = "exit 0" if ok else f"FAILED exit {proc.returncode}: {err[-200:]}"
+    return wall, ok, f"{status}; {sampler.summary()}"
 
 
 def _demo_rows() -> list[Row]:
