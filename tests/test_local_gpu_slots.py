@@ -99,3 +99,19 @@ def test_device_side_loss_sum_equals_the_float_sum():
     state.flush_loss()
     assert state.loss_sum == expected  # exactly: the same float64 adds in the same order
     assert state.loss_count == 50
+
+
+def test_batch_indices_on_a_device_follow_the_cpu_order():
+    """On an accelerator the epoch's order is copied once and sliced there; the CPU generator
+    decides the order either way (the meta device stands in for a GPU here)."""
+    from transferguard.training.loop import _Batches
+
+    cpu, dev = _Batches(10, 4, seed=3), _Batches(10, 4, seed=3)
+    meta = torch.device("meta")
+    for _ in range(5):  # crosses two epoch boundaries (10 // 4 = 2 batches per epoch)
+        a, b = cpu.next(), dev.next(meta)
+        assert b.device == meta and b.shape == a.shape
+        assert torch.equal(cpu.order, dev.order) and (cpu.pos, cpu.epoch) == (dev.pos, dev.epoch)
+    assert dev._order_on is not None and dev._order_on.device == meta
+    dev.load_state_dict(cpu.state_dict())
+    assert dev._order_on is None  # a resumed order is copied again

@@ -112,13 +112,24 @@ class _Batches:
         self.order = torch.randperm(n, generator=self.generator)
         self.pos = 0
         self.epoch = 0
+        #: The epoch's order on an accelerator, copied there once per epoch (not saved).
+        self._order_on: torch.Tensor | None = None
 
-    def next(self) -> torch.Tensor:
+    def next(self, device: torch.device | None = None) -> torch.Tensor:
+        """The next batch's indices, on ``device`` when given (the CPU generator decides the
+        order everywhere; on a GPU each epoch's order is copied once, so a step copies nothing
+        from the host — a copy from pageable memory would wait for the GPU's queue)."""
         if self.pos + self.batch_size > self.n:
             self.order = torch.randperm(self.n, generator=self.generator)
             self.pos = 0
             self.epoch += 1
-        idx = self.order[self.pos:self.pos + self.batch_size]
+            self._order_on = None
+        order = self.order
+        if device is not None and device.type != "cpu":
+            if self._order_on is None or self._order_on.device != device:
+                self._order_on = self.order.to(device)
+            order = self._order_on
+        idx = order[self.pos:self.pos + self.batch_size]
         self.pos += self.batch_size
         return idx
 
@@ -131,6 +142,7 @@ class _Batches:
         self.order = state["order"].clone()
         self.pos = int(state["pos"])
         self.epoch = int(state["epoch"])
+        self._order_on = None
 
 
 def _method_fingerprint(method: TransferMethod) -> str:
@@ -452,7 +464,7 @@ def _step(run: _Run, state: TrainState) -> tuple[torch.Tensor, int]:
     The loss stays a device tensor: reading it here would make the host wait for every step.
     """
     model, method, device = run.model, run.method, run.device
-    idx = state.batches.next().to(run.train_x.device)
+    idx = state.batches.next(run.train_x.device)
     x = to_float(run.train_x[idx], device)
     y = run.train_y[idx].to(device)
     adv = run.config.adv_train
