@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import queue
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -142,9 +143,13 @@ _SLOT: str | None = None
 
 
 def _claim_slot(slots: Any) -> None:
-    """Worker initializer: take one device from the shared queue and keep it for life."""
+    """Worker initializer: take one device from the shared queue and keep it for life (none
+    left — a replacement process, say — : the run's device)."""
     global _SLOT
-    _SLOT = slots.get()
+    try:
+        _SLOT = slots.get(timeout=30)
+    except queue.Empty:
+        _SLOT = None
 
 
 def _on_slot(train_unit: TrainUnit, spec: ModelSpec, store_root: str, device: str,
