@@ -366,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="local", choices=["serial", "local", "ray"],
                    help="where training units run: this process, local processes, or Ray")
     r.add_argument("--workers", type=int, default=None,
-                   help="parallel training units (default: half the cores; 1 runs in-process)")
+                   help="parallel training units (default: half the cores, or on a CUDA run the GPU "
+                        "slots of --gpus-per-unit; 1 runs in-process)")
     r.add_argument("--address", default=None,
                    help="HOST:PORT of an existing Ray cluster (--backend ray)")
     r.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
