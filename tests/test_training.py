@@ -232,3 +232,27 @@ def test_adversarial_training_mix_doubles_the_batch(monkeypatch):
               cfg(iterations=2, adv_train=AdvTrainConfig(eps=8 / 255, steps=2)))
     assert crafted == [(16, 8 / 255, 2)] * 2
     assert res.iterations_run == 2 and seen == [32, 32]
+
+
+# ------------------------------------------------------------------ memory layout
+@pytest.mark.parametrize("arch,expected", [("dtn", False), ("wrn-16-2", True)])
+def test_cpu_channels_last_follows_the_architecture(arch, expected):
+    """Steps run channels-last on the CPU only where the architecture declares it faster, and
+    the weights come back in the standard layout either way (safetensors needs that)."""
+    from transferguard.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(arch, 10)
+    assert model.channels_last_cpu is expected
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    seen = []
+
+    def look(_t, _phase, m):
+        seen.append(all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+                    and not all(w.is_contiguous() for w in convs))
+
+    result = fit(model, create_method("scratch"), digits_split(0, 32), None,
+                 cfg(iterations=2, batch_size=8), on_step=look)
+    assert result.completed and seen == [expected] * 2
+    assert all(p.is_contiguous() for p in model.parameters())
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -18,8 +18,16 @@ from harness import Row, Settings, interleaved, make_model, med, paired_ratio
 
 def bare_train(model: Any, teacher: Any | None, lambda_feat: float, train: Any, steps: int,
                batch_size: int, lr: float, wd: float, head_wd: float, momentum: float,
-               seed: int) -> None:
-    """Plain SGD loop of the same math as ``fit``'s main stage (same data order and seeds)."""
+               seed: int, channels_last: bool) -> None:
+    """Plain SGD loop of the same math as ``fit``'s main stage (same data order and seeds).
+
+    ``channels_last``: models and batches in channels-last memory, as ``fit`` does on the CPU for
+    architectures that declare it (``TGModel.channels_last_cpu``).
+    """
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for m in (model, teacher):
+        if m is not None:
+            m.to(memory_format=fmt)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     n = len(train)
@@ -37,7 +45,7 @@ def bare_train(model: Any, teacher: Any | None, lambda_feat: float, train: Any, 
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos:pos + batch_size]
         pos += batch_size
-        x = train.x[idx].float().div_(255.0)
+        x = train.x[idx].float().div_(255.0).contiguous(memory_format=fmt)
         y = train.y[idx]
         outs, feats = model.forward_stages(x)
         loss = F.cross_entropy(model.head(feats), y)
@@ -49,6 +57,9 @@ def bare_train(model: Any, teacher: Any | None, lambda_feat: float, train: Any, 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    for m in (model, teacher):
+        if m is not None:
+            m.to(memory_format=torch.contiguous_format)
 
 
 def _fit_setup(arch: str, method_name: str, size: int, batch: int, steps: int
@@ -87,11 +98,12 @@ def _fit_setup(arch: str, method_name: str, size: int, batch: int, steps: int
 
         return timed
 
-    def bare() -> Callable[[], None]:
+    def bare(channels_last: bool = base.channels_last_cpu) -> Callable[[], None]:
         model = copy.deepcopy(base)
         trained["bare"] = model
         return lambda: bare_train(model, teacher, lam, train, steps, batch, cfg.lr,
-                                  cfg.weight_decay, head_wd, cfg.momentum, cfg.seed)
+                                  cfg.weight_decay, head_wd, cfg.momentum, cfg.seed,
+                                  channels_last)
 
     return ours, bare, trained
 
@@ -130,4 +142,13 @@ def run(s: Settings) -> list[Row]:
             med(runs["ft"]) / steps, "s/step", paired_ratio(runs["reno"], runs["ft"]), "<=", 1.5,
             "fine-tune step (fit)",
             "main stage, ft and Renofeation interleaved; teacher forward + stage MSEs + dropout"))
+        _, bare, _ = _fit_setup(arch, "ft", size, batch, steps)
+        runs = interleaved({"cl": lambda: bare(True), "contig": lambda: bare(False)},
+                           s.train_reps, s.warmup)
+        rows.append(Row(
+            f"train {label} ft: channels-last vs contiguous memory (CPU)", steps / med(runs["cl"]),
+            steps / med(runs["contig"]), "steps/s", paired_ratio(runs["contig"], runs["cl"]),
+            ">=", None, "contiguous (NCHW) bare loop",
+            f"bare loop, both layouts interleaved; fit uses channels-last on the CPU: "
+            f"{make_model(arch, seed=0).channels_last_cpu}"))
     return rows

