@@ -145,3 +145,47 @@ def test_a_bf16_run_is_planned_with_its_own_model_keys(tmp_path):
     assert len(bf16.models) == len(fp32.models)
     assert not set(bf16.models) & set(fp32.models)  # never mixed with fp32 models in a store
     assert all(s.train.precision == "bf16" for s in bf16.specs.values())
+
+
+def test_offline_gpu_gives_every_paper2_experiment_the_imagenet_family():
+    """Issue 13 item 6: at ``offline-gpu`` every paper-2 claim has the EfficientNet-Lite0 family,
+    where the paper's 8/255 attack works, besides the DTN family it shares with ``offline``."""
+    from transferguard.experiments.registry import EXPERIMENTS
+    from transferguard.papers.paper2 import PAPER
+
+    for name in (d.name for d in PAPER.experiments):
+        offline, gpu = EXPERIMENTS[name].plan("offline", 3), EXPERIMENTS[name].plan("offline-gpu", 3)
+        lite = [f for f in gpu.families if f.arch == "efficientnet_lite0"]
+        assert lite, name
+        assert all(f.attack["eps"] == 8 / 255 and len(f.targets) == 2 for f in lite), name
+        # the offline families are all still there, unchanged but for the scale's name (and
+        # reno-adaptive's second EfficientNet target, which it leaves out offline for time)
+        same = {f.family: f.to_json() for f in gpu.families}
+        for f in offline.families:
+            a, b = f.to_json(), same[f.family]
+            assert all(t in b["targets"] for t in a["targets"]), (name, f.family)
+            assert {**a, "scale": 0, "targets": 0} == {**b, "scale": 0, "targets": 0}, name
+
+
+def test_offline_gpu_shares_every_offline_model(tmp_path):
+    off = costplan.experiment_cost("reno-table7", scale="offline", seeds=1, store=tmp_path)
+    gpu = costplan.experiment_cost("reno-table7", scale="offline-gpu", seeds=1, store=tmp_path)
+    assert set(off.models) < set(gpu.models)
+
+
+def test_offline_gpu_leaves_paper1_as_offline():
+    from transferguard.experiments.registry import EXPERIMENTS
+    from transferguard.papers.paper1 import PAPER
+
+    for name in (d.name for d in PAPER.experiments):
+        a = EXPERIMENTS[name].plan("offline", 3).to_json()
+        b = EXPERIMENTS[name].plan("offline-gpu", 3).to_json()
+        assert {**a, "scale": None} == {**b, "scale": None}, name
+
+
+def test_cli_plan_offline_gpu_uses_the_h200_profile(capsys, tmp_path):
+    code, out, err = run(capsys, "reproduce", "reno-fig3", "--scale", "offline-gpu", "--plan",
+                         "--store", tmp_path / "store")
+    assert code == 0, err
+    assert "h200" in out and "efficientnet_lite0" in out and "GPU-hours" in out
+    assert not (tmp_path / "store").exists()

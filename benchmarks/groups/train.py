@@ -8,6 +8,7 @@ bit-identical), and the Renofeation/fine-tune step-cost ratio.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -143,8 +144,8 @@ def run(s: Settings) -> list[Row]:
             "fine-tune step (fit)",
             "main stage, ft and Renofeation interleaved; teacher forward + stage MSEs + dropout"))
         _, bare, _ = _fit_setup(arch, "ft", size, batch, steps)
-        runs = interleaved({"cl": lambda: bare(True), "contig": lambda: bare(False)},
-                           s.train_reps, s.warmup)
+        runs = interleaved({"cl": functools.partial(bare, True),
+                            "contig": functools.partial(bare, False)}, s.train_reps, s.warmup)
         rows.append(Row(
             f"train {label} ft: channels-last vs contiguous memory (CPU)", steps / med(runs["cl"]),
             steps / med(runs["contig"]), "steps/s", paired_ratio(runs["contig"], runs["cl"]),

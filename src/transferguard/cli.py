@@ -351,9 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = command("reproduce", "regenerate a figure or table of the papers")
     r.add_argument("name", nargs="?", help="experiment name, or all (see --list)")
     r.add_argument("--list", action="store_true", help="list the registered experiments")
-    r.add_argument("--scale", default="offline", choices=["offline", "paper"],
-                   help="offline: real data available here, CPU-sized budgets; paper: the "
-                        "papers' datasets (--data-root) and budgets, for a GPU")
+    r.add_argument("--scale", default="offline", choices=["offline", "offline-gpu", "paper"],
+                   help="offline: real data available here, CPU-sized budgets; offline-gpu: the "
+                        "same, with the EfficientNet-Lite0 family in every paper-2 experiment "
+                        "(ablations included), for one GPU; paper: the papers' datasets "
+                        "(--data-root) and budgets, for a GPU")
     r.add_argument("--seeds", type=int, default=None,
                    help="number of seeds (default: the experiment's own)")
     r.add_argument("--first-seed", type=int, default=0,
@@ -384,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "its time, then stop (trains nothing, writes nothing)")
     r.add_argument("--profile", default=None,
                    help="--plan: device profile for the time (h200, h200-bf16), or here to probe this "
-                        "machine (default: here offline, h200 at paper scale)")
+                        "machine (default: here offline, h200 at the GPU scales)")
     r.add_argument("--gpus", type=int, default=1,
                    help="--plan: devices the training waves are spread over (wall-time estimate)")
     common(r)

@@ -616,7 +616,7 @@ def cost_plan_text(name: str, *, scale: str = "offline", seeds: int | None = Non
     from ..utils import resolve_device
 
     precision = resolve_precision(precision, resolve_device(device))  # as reproduce resolves it
-    profile = profile or (("h200-bf16" if precision == "bf16" else "h200") if scale == "paper"
+    profile = profile or (("h200-bf16" if precision == "bf16" else "h200") if scale != "offline"
                           else HERE)
     costs = plan_costs(name, scale=scale, seeds=seeds, first_seed=first_seed, store=store,
                        precision=precision)
@@ -633,4 +633,4 @@ def cost_plan_text(name: str, *, scale: str = "offline", seeds: int | None = Non
     seen = sorted({(a, px) for a, px, _ in rate_pairs(costs)})
     source += ": " + ", ".join(f"{a} at {px} px {r:,.0f} img/s" if (r := rates(a, px))
                                else f"{a} at {px} px unknown" for a, px in seen)
-    return describe(costs, rates, source, gpus=gpus, gpu_hours=scale == "paper")
+    return describe(costs, rates, source, gpus=gpus, gpu_hours=scale != "offline")
