@@ -106,7 +106,7 @@ def test_bf16_resume_and_refusal_of_an_fp32_state(tmp_path) -> None:
 
 def test_channels_last_path_hands_back_standard_layout(monkeypatch) -> None:
     """The CUDA-only channels-last path, forced on the CPU: trains, returns contiguous weights."""
-    monkeypatch.setattr(train_loop, "_uses_channels_last", lambda config, device: True)
+    monkeypatch.setattr(train_loop, "uses_channels_last", lambda model, device, precision: True)
     model = _train("bf16", 6, swa=None)
     assert all(p.is_contiguous() for p in model.parameters())
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -432,6 +432,7 @@ def _probe_one(arch: str, size: int, batch: int, dev: Any) -> float | None:
     import torch.nn.functional as F
 
     from ..models import create_model
+    from ..training.loop import uses_channels_last
 
     try:
         model = create_model(arch, 10).to(dev).train()
@@ -440,6 +441,9 @@ def _probe_one(arch: str, size: int, batch: int, dev: Any) -> float | None:
         return None
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     x = torch.rand(batch, 3, size, size, device=dev)
+    if uses_channels_last(model, dev, "fp32"):  # the layout fit() trains it in (fp32 probe)
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=dev)
 
     def step() -> None:

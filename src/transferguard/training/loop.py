@@ -214,12 +214,12 @@ def _resident(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.T
     return split.x.to(device), split.y.to(device)
 
 
-def _uses_channels_last(config: TrainConfig, device: torch.device, model: TGModel) -> bool:
-    """Channels-last memory: for bf16 convolutions on CUDA (tensor cores), and on the CPU for
-    architectures that declare it faster there (``TGModel.channels_last_cpu``)."""
+def uses_channels_last(model: TGModel, device: torch.device, precision: str) -> bool:
+    """Whether training steps run in channels-last memory: bf16 convolutions on CUDA (tensor
+    cores), and on the CPU the architectures that declare it faster (``channels_last_cpu``)."""
     if device.type == "cpu":
         return model.channels_last_cpu
-    return config.precision == "bf16" and device.type == "cuda"
+    return precision == "bf16" and device.type == "cuda"
 
 
 def _prepare(model: TGModel, method: TransferMethod, train: Split, val: Split | None,
@@ -235,7 +235,7 @@ def _prepare(model: TGModel, method: TransferMethod, train: Split, val: Split | 
     teacher = teacher if method.needs_teacher else None
     if teacher is not None:
         teacher.to(device).eval()
-    channels_last = _uses_channels_last(config, device, model)
+    channels_last = uses_channels_last(model, device, config.precision)
     if channels_last:
         for m in (model, teacher):
             if m is not None:
