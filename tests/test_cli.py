@@ -14,7 +14,7 @@ from transferguard.cli import main, parse_eps
 from transferguard.errors import ConfigError
 from transferguard.experiments import EXPERIMENTS, Experiment
 from transferguard.experiments.legacy_runs import run_record_from_report
-from transferguard.experiments.reproduce import footer_markdown
+from transferguard.experiments.reproduce import footer_markdown, rebuild_report
 from transferguard.papers.paper1 import report as paper1_report
 from transferguard.papers.paper1 import run as paper1
 
@@ -256,7 +256,13 @@ def test_reproduce_all_index_reports_shared_and_standalone_cost(tmp_path, monkey
         "tiny-a", "test", "paper1", lambda s, n: replace(plan(s, n), eps_255=(4,)),
         paper1.run_transfer_grid, paper1_report.build_report))
     with pytest.raises(ConfigError, match="plan changed"):
-        reproduce_all(names=["tiny-a"], report_only=True, out=out)
+        rebuild_report("tiny-a", out / "tiny-a")
+    # The index keeps such a run as it is (report untouched) and says it is an earlier plan's.
+    report = (out / "tiny-a" / "report.md").read_text()
+    reproduce_all(names=["tiny-a"], report_only=True, out=out)
+    assert (out / "tiny-a" / "report.md").read_text() == report
+    index = (out / "report.md").read_text()
+    assert "**an earlier plan's run**" in index and "`transferguard reproduce tiny-a` updates" in index
 
 
 def test_help_does_not_import_torch() -> None:

@@ -19,5 +19,9 @@ class ConfigError(TransferGuardError):
     """An option, spec or name is invalid."""
 
 
+class StalePlanError(ConfigError):
+    """A run folder's results come from a plan that the code no longer makes (e.g. new budgets)."""
+
+
 class StoreError(TransferGuardError):
     """The experiment store cannot be written (full disk, read-only folder, no permission)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._io import atomic_write, atomic_write_json
-from ..errors import ConfigError
+from ..errors import ConfigError, StalePlanError
 from ..results import normalise_attack_names, results_frame, write_results
 from .base import SCALES, Experiment
 from .legacy_runs import add_image_counts, run_record_from_report
@@ -280,8 +280,8 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
     precision = plan_precision(ran)  # a bf16 run's plan carries it in its TrainSpecs
     plan = resolved_plan(exp, scale, n_seeds, first, precision)
     if _without_notes(_as_json(plan)) != _without_notes(stored):
-        raise ConfigError(f"the {name} plan changed since the run in {out_dir}; its results no "
-                          "longer match the code: re-run without --report-only")
+        raise StalePlanError(f"the {name} plan changed since the run in {out_dir}; its results no "
+                             "longer match the code: re-run without --report-only")
     # a folder from before run.json existed: migrate its record from the old report footer
     run = read_run_record(out_dir) or run_record_from_report(out_dir)
     if run is None:
@@ -312,8 +312,10 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
     return df, out_dir
 
 
-def _index_row(name: str, summary: str, run: dict[str, Any]) -> tuple[str, float]:
-    """The index table's row of one experiment and its recorded wall time (NaN if unknown)."""
+def _index_row(name: str, summary: str, run: dict[str, Any], stale: bool = False
+               ) -> tuple[str, float]:
+    """The index table's row of one experiment and its recorded wall time (NaN if unknown);
+    ``stale``: its run is of an earlier plan, kept as it was, which the row says."""
     claims = run.get("claims")
     held = f"{claims['held']} / {claims['total']}" if claims else "–"
     if claims and claims.get("inconclusive"):
@@ -325,6 +327,9 @@ def _index_row(name: str, summary: str, run: dict[str, Any]) -> tuple[str, float
     secs = float(run["elapsed_s"]) if run.get("elapsed_s") is not None else math.nan
     when = str(run["finished"])[:16].replace("T", " ") if run.get("finished") else "–"
     seeds = run.get("seeds", "–")
+    if stale:
+        summary += (f" — **an earlier plan's run**: the code's plan has changed since (e.g. its "
+                    f"budgets); `transferguard reproduce {name}` updates it")
     return (f"| [{name}]({name}/report.md) | {summary} | {held} | {secs:.0f} | {alone} | {when} "
             f"| {seeds} |", secs)
 
@@ -338,7 +343,8 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
     tables and ``out/report.md`` / ``report.html`` summarise which findings held, with links. The
     index reads each folder's ``run.json``. With ``report_only`` every report and the index are
     rebuilt from the folders' results (:func:`rebuild_report`), keeping the wall times the
-    original runs recorded.
+    original runs recorded; a folder whose plan the code no longer makes (:class:`StalePlanError`)
+    keeps its report as it is, and its index row says that it is an earlier plan's run.
     """
     import pandas as pd
 
@@ -354,14 +360,20 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
         if not names:
             raise ConfigError(f"{out_dir} holds no finished experiment to rebuild")
     for name in names or list(EXPERIMENTS):
+        stale = False
         if report_only:
-            df, run_dir = rebuild_report(name, out_dir / name)
+            try:
+                df, run_dir = rebuild_report(name, out_dir / name)
+            except StalePlanError as err:
+                log.warning("%s: kept as it is in the index", err)
+                stale, run_dir = True, out_dir / name
+                df = pd.read_csv(run_dir / "results.csv")
         else:
             df, run_dir = reproduce(name, scale=scale, seeds=seeds, out=out_dir / name, **kwargs)
         run = read_run_record(run_dir)
         if run is None:  # both functions above write it
             raise ConfigError(f"{run_dir} has no {RUN_RECORD}")
-        line, secs = _index_row(name, EXPERIMENTS[name].summary, run)
+        line, secs = _index_row(name, EXPERIMENTS[name].summary, run, stale)
         total += secs
         frames.append(df)
         lines.append(line)
