@@ -329,7 +329,8 @@ def _index_row(name: str, summary: str, run: dict[str, Any], stale: bool = False
     seeds = run.get("seeds", "–")
     if stale:
         summary += (f" — **an earlier plan's run**: the code's plan has changed since (e.g. its "
-                    f"budgets); `transferguard reproduce {name}` updates it")
+                    f"budgets); `transferguard reproduce {name} --out {name} --overwrite` run in "
+                    "this folder replaces it")
     return (f"| [{name}]({name}/report.md) | {summary} | {held} | {secs:.0f} | {alone} | {when} "
             f"| {seeds} |", secs)
 
