@@ -150,11 +150,10 @@ def test_a_bf16_run_is_planned_with_its_own_model_keys(tmp_path):
 def test_offline_gpu_gives_every_paper2_experiment_the_imagenet_family():
     """Issue 13 item 6: at ``offline-gpu`` every paper-2 claim has the EfficientNet-Lite0 family,
     where the paper's 8/255 attack works, besides the DTN family it shares with ``offline``."""
-    from transferguard.experiments.registry import EXPERIMENTS
     from transferguard.papers.paper2 import PAPER
 
     for name in (d.name for d in PAPER.experiments):
-        offline, gpu = EXPERIMENTS[name].plan("offline", 3), EXPERIMENTS[name].plan("offline-gpu", 3)
+        offline, gpu = (get_experiment(name).plan(s, 3) for s in ("offline", "offline-gpu"))
         lite = [f for f in gpu.families if f.arch == "efficientnet_lite0"]
         assert lite, name
         assert all(f.attack["eps"] == 8 / 255 and len(f.targets) == 2 for f in lite), name
@@ -174,12 +173,10 @@ def test_offline_gpu_shares_every_offline_model(tmp_path):
 
 
 def test_offline_gpu_leaves_paper1_as_offline():
-    from transferguard.experiments.registry import EXPERIMENTS
     from transferguard.papers.paper1 import PAPER
 
     for name in (d.name for d in PAPER.experiments):
-        a = EXPERIMENTS[name].plan("offline", 3).to_json()
-        b = EXPERIMENTS[name].plan("offline-gpu", 3).to_json()
+        a, b = (get_experiment(name).plan(s, 3).to_json() for s in ("offline", "offline-gpu"))
         assert {**a, "scale": None} == {**b, "scale": None}, name
 
 

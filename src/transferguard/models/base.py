@@ -49,8 +49,9 @@ class TGModel(nn.Module):
     #: Side length of the square input the architecture expects (informational; CNNs pool).
     input_size: int = 32
     #: Train in channels-last memory on the CPU too (not only under bf16 on CUDA): set where it
-    #: was measured faster (`benchmarks/` group ``train``: EfficientNet-Lite0 ≈ 1.6×,
-    #: WRN-16-2 ≈ 1.3×; the DTN gains nothing). The weights are handed back contiguous.
+    #: is faster (`benchmarks/` group ``train``: EfficientNet-Lite0 1.56×, the DTN 1.02×, so
+    #: not the DTN; WRN-16-2 ≈ 1.3× in a one-off timing, not yet a benchmark row). The weights
+    #: are handed back contiguous.
     channels_last_cpu: bool = False
 
     normalize: nn.Module

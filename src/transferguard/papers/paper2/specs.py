@@ -35,6 +35,8 @@ MNIST64 = DataSpec("mnist5k", size=IMG, n_train_per_class=100, n_test_per_class=
 SYN_SRC = DataSpec("syndigits:25k:1k", n_train_per_class=2000, n_test_per_class=100)
 MNIST32 = DataSpec("mnist5k", n_train_per_class=50, n_test_per_class=50)
 UCI32 = DataSpec("ucidigits", n_train_per_class=50)
+#: The EfficientNet-Lite0 family's targets (at ``offline-gpu`` in every paper-2 experiment).
+IMAGENET_TARGETS = [FASHION, MNIST64]
 
 # EfficientNet-Lite0 at 64×64, batch 32: ≈ 0.3 s a step on 2 CPU cores (channels-last), far
 # less on a GPU. Budgets sized by pilots before any claim was run at them (scripts/budget_pilot.py,
@@ -142,8 +144,6 @@ _SYN_ONLY = ("Offline: the DTN family only; `--scale offline-gpu` adds the Effic
              "family (3–15 min a model on 2 CPU cores, for one GPU). At paper scale it runs on "
              "ResNet-18.")
 
-#: The EfficientNet-Lite0 family's targets at the ``offline-gpu`` scale, in every experiment.
-IMAGENET_TARGETS = [FASHION, MNIST64]
 GPU_NOTE = ("Scale offline-gpu: the offline data and budgets with both families in every "
             "experiment, so each claim has the EfficientNet-Lite0 family (where the paper's 8/255 "
             "attack works) to be checked on; sized for one GPU.")
@@ -156,12 +156,12 @@ TABLE7 = ["delta-r", "delta-r+DO", "delta-r+SWA", "renofeation"]
 
 
 def table2_plan(scale: str, seeds: int, name: str = "reno-table2") -> Paper2Plan:
-    return _families(name, scale, seeds, TABLE2, imagenet_targets=[FASHION, MNIST64],
+    return _families(name, scale, seeds, TABLE2, imagenet_targets=IMAGENET_TARGETS,
                      syn_targets=[MNIST32, UCI32])
 
 
 def table4_plan(scale: str, seeds: int) -> Paper2Plan:
-    return _families("reno-table4", scale, seeds, TABLE4, imagenet_targets=[FASHION, MNIST64],
+    return _families("reno-table4", scale, seeds, TABLE4, imagenet_targets=IMAGENET_TARGETS,
                      syn_targets=[MNIST32, UCI32],
                      notes="Offline: EfficientNet-Lite0 is the only ImageNet CNN with offline "
                            "weights; ResNet-18/50/101 and MobileNetV2 run at paper scale.")
