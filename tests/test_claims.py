@@ -82,3 +82,22 @@ def test_paper_reports_without_image_counts_say_not_checkable():
     p2 = old.replace({"scratch": "re-training", "ft": "fine-tune"})
     found = r2.check_findings(p2, "syn", ["fine-tune", "re-training"])
     assert {f.verdict for f in found} == {"not checkable"}
+
+
+def test_a_claim_resting_on_an_unfinished_ancestor_or_attack_source_is_not_checkable():
+    df = _rows({"a": [0.9] * 3, "b": [0.5] * 3}, upstream_unfinished="")
+    black = df.assign(attack="fgsm-transfer", eps=16 / 255, metric="adv_acc")
+    # Model A (the source of b, and the model the black-box attack was crafted on) was still
+    # improving in seed 2: only b's black-box rate rests on it, its clean rate does not
+    black.loc[(black.method == "b") & (black.seed == 2), "upstream_unfinished"] = "A scratch syn"
+    t = ClaimTester(pd.concat([df, black], ignore_index=True), eps=16 / 255)
+    clean = t.claim("a beats b", ">", diff, {"a": ("a", {}), "b": ("b", {})}, "")
+    assert clean.verdict == "held"
+    where = {"attack": "fgsm-transfer", "metric": "adv_acc"}
+    f = t.claim("a beats b on black-box", ">", diff, {"a": ("a", where), "b": ("b", where)}, "")
+    assert f.verdict == "not checkable"
+    assert "A scratch syn, which b rests on, was still improving" in f.evidence
+    assert "(seed 2)" in f.evidence
+    # read back from a CSV the empty strings are NaN: nothing is held against the claim
+    t = ClaimTester(df.assign(upstream_unfinished=float("nan")))
+    assert t.claim("a beats b", ">", diff, {"a": ("a", {}), "b": ("b", {})}, "").verdict == "held"

@@ -249,6 +249,31 @@ def test_reproduce_all_index_reports_shared_and_standalone_cost(tmp_path, monkey
     assert (out / "tiny-a" / "results.csv").read_text() == current
     assert (out / "tiny-a" / "findings.csv").read_text() == findings
     assert "attack_names_normalised" in json.loads((out / "tiny-a" / "run.json").read_text())
+    # Results from before rows carried the lineage column get it from the sidecars in
+    # checkpoints/: the column the run wrote, and the same verdicts.
+    results = pd.read_csv(out / "tiny-a" / "results.csv")
+    assert "upstream_unfinished" in results.columns and (results.target != results.source).any()
+    results.drop(columns=["upstream_unfinished"]).to_csv(out / "tiny-a" / "results.csv",
+                                                         index=False)
+    assert main(["reproduce", "tiny-a", "--report-only", "--out", str(out / "tiny-a")]) == 0
+    assert pd.read_csv(out / "tiny-a" / "results.csv")[results.columns].equals(results)
+    assert (out / "tiny-a" / "findings.csv").read_text() == findings
+    assert "upstream_added" in json.loads((out / "tiny-a" / "run.json").read_text())
+    # ... and a Model A whose sidecar says it was still improving is named on the rows that rest
+    # on it: every FT row (its parent) and the Scratch black-box rows (crafted on it).
+    sidecar = next(p for p in (out / "tiny-a" / "checkpoints").glob("a-scratch-*.json"))
+    kept = sidecar.read_text()
+    sidecar.write_text(json.dumps({**json.loads(kept), "plateaued": False, "best_val_acc": 0.5}))
+    results.drop(columns=["upstream_unfinished"]).to_csv(out / "tiny-a" / "results.csv",
+                                                         index=False)
+    assert main(["reproduce", "tiny-a", "--report-only", "--out", str(out / "tiny-a")]) == 0
+    lineage = pd.read_csv(out / "tiny-a" / "results.csv")
+    named = lineage.upstream_unfinished.fillna("").str.startswith("A scratch")
+    rests = (lineage.method == "ft") | (lineage.attack == "fgsm-transfer")
+    assert named[rests & (lineage.source == lineage.source.iloc[0])].all()
+    assert not named[~rests].any()
+    assert "which FT rests on, was still improving" in (out / "tiny-a" / "report.md").read_text()
+    sidecar.write_text(kept)
     # ... but refuses when the plan behind the results has changed.
     _register_tiny(monkeypatch, "tiny-a")
     plan = EXPERIMENTS["tiny-a"].plan

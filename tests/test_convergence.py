@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transferguard.training.convergence import plateaued
+from transferguard.training.convergence import converged, plateaued, unfinished
 
 
 def _history(accs: list[float], every: int = 10, phase: str = "main") -> list[dict]:
@@ -48,3 +48,48 @@ def test_the_runner_records_convergence_and_the_data_bytes(tmp_path):
     assert meta["plateaued"] in (True, False)
     assert meta["data_sha256"] == runner.domain(spec.data).digest()
     assert len(meta["tensors_sha256"]) == 64
+
+
+def test_a_perfect_validation_score_is_a_plateau():
+    # 2 points gained in the last quarter, but to 100 %: nothing is left to gain
+    assert plateaued(_history([0.5, 0.9, 0.98, 0.98, 0.98, 0.98, 0.98, 0.98, 1.0, 1.0])) is True
+    assert converged({"plateaued": False, "best_val_acc": 1.0}) is True  # a sidecar from before
+    assert converged({"plateaued": False, "best_val_acc": 0.99}) is False
+    assert converged({"plateaued": True, "best_val_acc": 0.5}) is True
+    assert converged({}) is None  # a public pre-trained model: no record
+
+
+def test_unfinished_names_the_models_still_improving():
+    metas = [{"label": "A", "plateaued": False, "best_val_acc": 0.3},
+             {"label": "C", "plateaued": True, "best_val_acc": 0.8},
+             {"label": "U", "plateaued": False, "best_val_acc": 1.0},
+             {"key": "k", "plateaued": False}, {}]
+    assert unfinished(metas) == "A; k"
+    assert unfinished([]) == ""
+
+
+def test_the_runner_names_unfinished_ancestors_and_attack_sources(tmp_path):
+    """The lineage column follows the sidecars: a parent marked still improving is named for its
+    child and for rows crafted on it, whatever the tiny training runs happened to reach."""
+    import json
+
+    from transferguard.experiments import Runner, Store
+    from transferguard.experiments.spec import DataSpec, ModelSpec, TrainSpec
+
+    data = DataSpec("ucidigits", n_train_per_class=10, n_test_per_class=3)
+    tiny = TrainSpec(epochs=None, iterations=4, batch_size=32, eval_every=2)
+    parent = ModelSpec(data, "dtn", train=tiny, label="parent")
+    child = ModelSpec(data, "dtn", method="ft", parent=parent, train=tiny, label="child")
+    other = ModelSpec(data, "dtn", train=tiny, seed=1, label="other")
+    Runner(Store(tmp_path), device="cpu", progress=False).train_all([child, other])
+    for spec, flag in ((parent, False), (child, True), (other, False)):  # as if trained so
+        path = tmp_path / "models" / f"{spec.key()}.json"
+        meta = json.loads(path.read_text())
+        path.write_text(json.dumps({**meta, "plateaued": flag, "best_val_acc": 0.5}))
+    runner = Runner(Store(tmp_path), device="cpu", progress=False)
+    assert runner.upstream_unfinished(child) == "parent"
+    assert runner.upstream_unfinished(parent) == ""
+    assert runner.upstream_unfinished(child, parent) == "parent"  # not named twice
+    assert runner.upstream_unfinished(parent, other) == "other"
+    assert runner.upstream_unfinished(other, other) == ""  # a model is not its own upstream
+    assert runner.hp_columns(other)["plateaued"] is False

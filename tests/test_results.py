@@ -153,7 +153,8 @@ def test_paper1_rows_from_an_old_cached_unit_carry_the_new_name() -> None:
                             train={k: TrainSpec() for k in ("source", "target", "finetune")})
     split = SimpleNamespace(test=SimpleNamespace(y=[0] * 7), num_classes=10)
     runner = SimpleNamespace(cached_eval=lambda unit, compute: _legacy_rows(),
-                             domain=lambda spec: split, hp_columns=lambda spec: {})
+                             domain=lambda spec: split, hp_columns=lambda spec: {},
+                             upstream_unfinished=lambda *specs: "")
     rows = paper1.evaluate_strategy(runner, plan, plan.tasks[0], "ft", 0)
     assert [r["attack"] for r in rows] == ["none", "fgsm-white", "fgsm-transfer", "fgsm-transfer"]
     assert [r["value"] for r in rows] == [r["value"] for r in _legacy_rows()]

@@ -1,12 +1,13 @@
 """One-time migrations of run folders written by older versions.
 
 * :func:`run_record_from_report` — folders from before runs recorded ``run.json``;
-* :func:`add_image_counts` — results from before rows carried ``n_images`` / ``n_classes``.
+* :func:`add_image_counts` — results from before rows carried ``n_images`` / ``n_classes``;
+* :func:`add_upstream` — results from before rows carried ``upstream_unfinished``.
 
 A run of the first kind kept its wall time, cache counters and training cost only in the closing
 paragraph of ``report.md``; :func:`run_record_from_report` reads them back so that
 ``reproduce --report-only`` can write the folder's ``run.json``; after that the Markdown is never
-read again (the only code that parses a report). Both run once per folder, from
+read again (the only code that parses a report). All run once per folder, from
 :func:`~transferguard.experiments.reproduce.rebuild_report`, which records the migration in
 ``run.json``; delete them once no such folder is left.
 """
@@ -78,4 +79,53 @@ def add_image_counts(df: pd.DataFrame, plan: Any, data_root: str | None = None
         keys = pd.Series(list(zip(out["family"], out["task"], strict=True)), index=out.index)
     out["n_images"] = [sizes[k][0] for k in keys]
     out["n_classes"] = [sizes[k][1] for k in keys]
+    return out
+
+
+def add_upstream(df: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """The results of a run written before rows carried ``upstream_unfinished``, with it derived
+    from the sidecars in the folder's ``checkpoints/`` (every model behind the run, ancestors
+    included), as :meth:`~transferguard.experiments.runner.Runner.upstream_unfinished` computes
+    it: the target's ancestors, and for a black-box FGSM row (``fgsm-transfer``) the crafting
+    model's lineage too. ``plateaued`` is re-read with
+    :func:`~transferguard.training.convergence.converged` (a perfect validation score is a
+    plateau). None when the column is there or the rows name no target model.
+    """
+    if "upstream_unfinished" in df.columns or "target" not in df.columns:
+        return None
+    import json
+    import logging
+
+    from ..training.convergence import converged, unfinished
+
+    metas = {}
+    for path in sorted((Path(out_dir) / "checkpoints").glob("*.json")):
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(meta, dict) and "key" in meta:
+            metas[meta["key"]] = meta
+
+    def lineage(key: str) -> list[str]:
+        out, key = [], metas.get(key, {}).get("parent")
+        while key and key not in out:
+            out.append(key)
+            key = metas.get(key, {}).get("parent")
+        return out
+
+    missing = {k for k in df["target"].dropna().unique() if k not in metas}
+    if missing:
+        logging.getLogger(__name__).warning(
+            "%s: %d target models have no sidecar in checkpoints/: their lineage is unknown",
+            out_dir, len(missing))
+    out = df.copy()
+    upstream = []
+    for r in out.itertuples():
+        keys = lineage(r.target)
+        if r.attack == "fgsm-transfer" and isinstance(getattr(r, "source", None), str):
+            keys += [r.source, *lineage(r.source)]
+        upstream.append(unfinished(metas[k] for k in dict.fromkeys(keys)
+                                   if k in metas and k != r.target))
+    out["upstream_unfinished"] = upstream
+    if "plateaued" in out.columns:
+        out["plateaued"] = [converged(metas[k]) if k in metas else p
+                            for k, p in zip(out["target"], out["plateaued"], strict=True)]
     return out

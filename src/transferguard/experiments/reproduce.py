@@ -27,7 +27,7 @@ from .._io import atomic_write, atomic_write_json
 from ..errors import ConfigError, StalePlanError
 from ..results import normalise_attack_names, results_frame, write_results
 from .base import SCALES, Experiment
-from .legacy_runs import add_image_counts, run_record_from_report
+from .legacy_runs import add_image_counts, add_upstream, run_record_from_report
 from .registry import get_experiment, read_plan
 
 if TYPE_CHECKING:
@@ -250,7 +250,8 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
     computing run recorded (wall time, counters, training cost); only its claim counts, which
     follow the report code, and the ``report_rebuilt`` time are updated. A table from an older
     version is migrated first and ``results.csv`` rewritten (recorded in ``run.json``): image
-    counts added (:func:`~transferguard.experiments.legacy_runs.add_image_counts`), legacy attack
+    counts added (:func:`~transferguard.experiments.legacy_runs.add_image_counts`), the lineage
+    column (:func:`~transferguard.experiments.legacy_runs.add_upstream`), legacy attack
     names renamed (:func:`transferguard.results.normalise_attack_names`: ``fgsm-black`` →
     ``fgsm-transfer``); every number is kept as it was.
     """
@@ -300,6 +301,10 @@ def rebuild_report(name: str, out: str | os.PathLike) -> tuple[pd.DataFrame, Pat
     if renamed is not df:
         df = renamed
         migrated["attack_names_normalised"] = _utc_now()
+    lineage = add_upstream(df, out_dir)  # results from before rows carried upstream_unfinished
+    if lineage is not None:
+        df = lineage
+        migrated["upstream_added"] = _utc_now()
     if migrated:
         write_results(df, out_dir / "results.csv")
         run = {**run, **migrated}

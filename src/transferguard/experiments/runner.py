@@ -28,7 +28,7 @@ from .._allocator import tune_malloc
 from ..data import Domain, load_domain
 from ..errors import CheckpointError, StoreError
 from ..models import TGModel, create_model, load_checkpoint, read_sidecar, save_checkpoint
-from ..training.convergence import plateaued
+from ..training.convergence import converged, plateaued, unfinished
 from ..utils import resolve_device
 from .backends import run_units
 from .spec import DataSpec, ModelSpec, canonical_hash
@@ -119,7 +119,16 @@ class Runner:
         """Columns recording the hyper-parameter selection of a model (paper protocol)."""
         meta = self.meta(spec)
         return {"lr": meta.get("selected_lr"), "weight_decay": meta.get("selected_weight_decay"),
-                "val_acc": meta.get("best_val_acc"), "plateaued": meta.get("plateaued")}
+                "val_acc": meta.get("best_val_acc"), "plateaued": converged(meta)}
+
+    def upstream_unfinished(self, spec: ModelSpec, *crafted_on: ModelSpec) -> str:
+        """The models that rows measuring ``spec`` rest on besides ``spec`` itself — its
+        ancestors, and each model an attack was ``crafted_on`` with that model's ancestors —
+        that were still improving when their budgets ended: the ``upstream_unfinished`` column
+        (labels joined by "; ", "" when every one plateaued or is a public model)."""
+        behind = [*spec.ancestors(), *(s for c in crafted_on for s in (c, *c.ancestors()))]
+        unique = {s.key(): s for s in behind if s.key() != spec.key()}
+        return unfinished(self.meta(s) for s in unique.values())
 
     def _train(self, spec: ModelSpec, key: str) -> tuple[TGModel, dict[str, Any]]:
         parent = self.model(spec.parent)[0] if spec.parent is not None else None
@@ -144,6 +153,10 @@ class Runner:
             "selected_lr": lr, "selected_weight_decay": wd, "best_val_acc": val_acc,
             "best_iteration": result.best_iteration, "iterations_run": result.iterations_run,
             "plateaued": plateaued(result.history, len(dom.val.y) or None),
+            "n_val": len(dom.val.y),
+            # the selected trial's validation curve: [iteration, accuracy, phase]
+            "val_history": [[h["iteration"], h["val_acc"], h.get("phase", "main")]
+                            for h in result.history if h.get("val_acc") is not None],
             "data_sha256": dom.digest(),
             "hp_trials": trials, "train_seconds": round(time.perf_counter() - t0, 2),
         }

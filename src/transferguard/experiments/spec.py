@@ -118,6 +118,14 @@ class ModelSpec:
         parent = self.parent.with_precision(precision) if self.parent is not None else None
         return replace(self, train=replace(self.train, precision=precision), parent=parent)
 
+    def ancestors(self) -> list[ModelSpec]:
+        """The parent, its parent, … (nearest first)."""
+        out, spec = [], self.parent
+        while spec is not None:
+            out.append(spec)
+            spec = spec.parent
+        return out
+
     def describe(self) -> str:
         base = self.label or f"{self.method}:{self.data.domain}"
         return f"{base} [{self.arch}, seed {self.seed}]"

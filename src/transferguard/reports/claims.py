@@ -7,8 +7,9 @@ claim at a time: its statistic gets a two-level bootstrap interval over seeds an
 (:func:`transferguard.stats.bootstrap_stat`) and its verdict from
 :func:`transferguard.stats.decide` with the direction and margin written in the claim. A claim
 resting on a model near chance (:data:`~transferguard.reports.common.NEAR_CHANCE`) or still
-improving when its budget ended (the ``plateaued`` column) is not checkable, whatever its
-interval says; so is one whose table has no image counts (a run older than these tests).
+improving when its budget ended (the ``plateaued`` column), or on an ancestor or attack source
+that was (``upstream_unfinished``), is not checkable, whatever its interval says; so is one
+whose table has no image counts (a run older than these tests).
 """
 
 from __future__ import annotations
@@ -129,7 +130,25 @@ class ClaimTester:
                     seeds = ", ".join(sorted({str(s) for s in still.seed}))
                     why.append(f"{label} was still improving when its budget ended "
                                f"(seed {seeds})")
+        why += self._weak_upstream(models)
         return why
+
+    def _weak_upstream(self, models: list[Rate]) -> list[str]:
+        """Why a rate's lineage cannot carry it: a model it rests on (an ancestor, the model an
+        attack was crafted on) was still improving (the ``upstream_unfinished`` column)."""
+        if "upstream_unfinished" not in self.df.columns:
+            return []
+        found: dict[str, tuple[dict[str, None], set[str]]] = {}
+        for method, where in models:
+            for r in self.rows(method, where).itertuples():
+                names = r.upstream_unfinished
+                if isinstance(names, str) and names:
+                    labels, seeds = found.setdefault(names, ({}, set()))
+                    labels[self.label(method, where)] = None
+                    seeds.add(str(r.seed))
+        return [f"{names}, which {' and '.join(labels)} rest{'s' if len(labels) == 1 else ''} "
+                f"on, was still improving when its budget ended (seed {', '.join(sorted(seeds))})"
+                for names, (labels, seeds) in found.items()]
 
     def effect(self, stat: Statistic, rates: Mapping[str, Rate],
                values: Mapping[str, Rate] | None = None) -> Effect | None:

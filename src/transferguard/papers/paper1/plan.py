@@ -16,7 +16,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Task:
-    """One (Domain A, Domain B, optional Domain C) task; ``vary`` is the ablation's x value."""
+    """One (Domain A, Domain B, optional Domain C) task; ``vary`` is the ablation's x value;
+    ``train``: budgets of this task that replace the plan's for the same roles (a source
+    domain or an architecture that needs longer to converge)."""
 
     task: str
     arch: str
@@ -24,16 +26,19 @@ class Task:
     B: dict[str, Any]
     C: dict[str, Any] | None
     vary: Any = None
+    train: dict[str, dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {"task": self.task, "arch": self.arch, "A": self.A, "B": self.B, "C": self.C}
         if self.vary is not None:
             out["vary"] = self.vary
+        if self.train:
+            out["train"] = self.train
         return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Task:
-        return cls(d["task"], d["arch"], d["A"], d["B"], d["C"], d.get("vary"))
+        return cls(d["task"], d["arch"], d["A"], d["B"], d["C"], d.get("vary"), d.get("train"))
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,13 @@ FGSM_TRANSFER = attack_name("fgsm", Threat.TRANSFER)
 
 # ----------------------------------------------------------------------------- plans
 def make_task(a: DataSpec, b: DataSpec, c: DataSpec | None = None, *, name: str | None = None,
-              arch: str = "dtn", vary: Any = None) -> Task:
-    """One (Domain A, Domain B, Domain C) task of a plan."""
+              arch: str = "dtn", vary: Any = None,
+              train: dict[str, TrainSpec] | None = None) -> Task:
+    """One (Domain A, Domain B, Domain C) task of a plan; ``train`` replaces the plan's budgets
+    of the roles it names (source, common, target, finetune) for this task only."""
     label = name or f"{a.domain}→{b.domain}"
-    return Task(label, arch, asdict(a), asdict(b), asdict(c) if c is not None else None, vary)
+    return Task(label, arch, asdict(a), asdict(b), asdict(c) if c is not None else None, vary,
+                {k: asdict(v) for k, v in train.items()} if train else None)
 
 
 def make_plan(name: str, scale: str, seeds: int, tasks: list[Task], *,
@@ -68,7 +71,7 @@ def make_plan(name: str, scale: str, seeds: int, tasks: list[Task], *,
 # ------------------------------------------------------------------------ model specs
 def model_specs(plan: Paper1Plan, task: Task, seed: int) -> dict[str, ModelSpec]:
     """The ModelSpecs of one task and seed: A, B for each strategy, and C."""
-    tr = {k: TrainSpec(**v) for k, v in plan.train.items()}
+    tr = {k: TrainSpec(**v) for k, v in {**plan.train, **(task.train or {})}.items()}
     grid = plan.hp_grid
     arch = task.arch
     a, b = DataSpec(**task.A), DataSpec(**task.B)
@@ -169,7 +172,10 @@ def evaluate_strategy(runner: Any, plan: Paper1Plan, task: Task, strategy: str,
               "source": src.key(), "target": tgt.key(), **runner.hp_columns(tgt)}
     if task.vary is not None:
         common["vary"] = task.vary
-    return [{**common, **r} for r in rows]
+    # a clean or white-box rate rests on Model B's lineage; a black-box one on Model A's too
+    upstream = {False: runner.upstream_unfinished(tgt), True: runner.upstream_unfinished(tgt, src)}
+    return [{**common, **r, "upstream_unfinished": upstream[r["attack"] == str(FGSM_TRANSFER)]}
+            for r in rows]
 
 
 def _row(attack: str, eps: float, metric: str, value: float) -> dict[str, Any]:

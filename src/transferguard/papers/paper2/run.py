@@ -221,7 +221,9 @@ def evaluate_target(runner: Any, plan: Family, arch: str, data: DataSpec,
               "source": src.key(), "n_b": data.n_train_per_class,
               # the test images every rate is a fraction of, and chance = 1 / classes
               "n_images": min(len(runner.domain(data).test.y), plan.n_test or math.inf),
-              "n_classes": runner.domain(data).num_classes, **runner.hp_columns(tgt)}
+              "n_classes": runner.domain(data).num_classes, **runner.hp_columns(tgt),
+              # every attack is crafted on the source, which is the target's parent
+              "upstream_unfinished": runner.upstream_unfinished(tgt)}
     return [{**common, **r} for r in rows]
 
 
