@@ -52,6 +52,7 @@ def main() -> None:
                         "paper 1: TASK ROLE (\"Syn→M DTN\" A_scratch)")
     p.add_argument("--factor", type=int, default=4, help="multiply the model's iterations (4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None, help="replace the model's learning rate")
     p.add_argument("--store", default="/tmp/transferguard-budget-pilot")
     args = p.parse_args()
     exp = EXPERIMENTS[args.experiment]
@@ -60,6 +61,8 @@ def main() -> None:
         spec = _paper1_spec(plan, *args.model, args.factor, args.seed)
     else:
         spec = _paper2_spec(plan, *args.model, args.factor, args.seed)
+    if args.lr is not None:
+        spec = spec.with_(train=replace(spec.train, lr=args.lr))
     t0 = time.time()
     Runner(Store(args.store), device="cpu", progress=False).model(spec)
     meta = json.loads((Path(args.store) / "models" / f"{spec.key()}.json").read_text())
@@ -70,7 +73,8 @@ def main() -> None:
         best = max((h["val_acc"] for h in cut), default=float("nan"))
         print(f"  cut at x{k} ({k * base} iterations): best {best:.3f}, plateaued "
               f"{plateaued(cut, meta.get('n_val'))}")
-    print(f"{args.experiment} {' '.join(args.model)} x{args.factor} (seed {args.seed}): "
+    print(f"{args.experiment} {' '.join(args.model)} x{args.factor} lr {spec.train.lr} "
+          f"(seed {args.seed}): "
           f"{meta['iterations_run']} iterations, best validation {meta['best_val_acc']:.3f} at "
           f"iteration {meta['best_iteration']}, plateaued {meta['plateaued']}, "
           f"{time.time() - t0:.0f} s")
