@@ -132,6 +132,9 @@ class Settings:
     eff_steps: int = 3
     eff_batch: int = 32
     eff_size: int = 64
+    #: WRN-16-2's channels-last row: a WRN step at batch 128 costs ≈ 4 DTN steps on 2 cores.
+    wrn_steps: int = 2
+    wrn_batch: int = 128
     #: Training rows get more repetitions: an EfficientNet call is only 3 steps (~1 s), and with
     #: 4 repetitions its paired ratio swung between 0.94 and 1.02 on a quiet machine.
     train_reps: int = 10
@@ -150,9 +153,9 @@ class Settings:
 
     @classmethod
     def quick(cls) -> Settings:
-        return cls(reps=2, warmup=1, train_reps=2, fgsm_batch=64, pgd_batch=16, pgd_steps=10, dtn_steps=3,
-                   dtn_batch=64, eff_steps=2, eff_batch=8, audit_images=40, audit_subset=16,
-                   gpu_steps=5, gpu_fgsm_batch=256)
+        return cls(reps=2, warmup=1, train_reps=2, fgsm_batch=64, pgd_batch=16, pgd_steps=10,
+                   dtn_steps=3, dtn_batch=64, eff_steps=2, eff_batch=8, wrn_steps=1, wrn_batch=16,
+                   audit_images=40, audit_subset=16, gpu_steps=5, gpu_fgsm_batch=256)
 
 
 # ------------------------------------------------------------------------------ helpers

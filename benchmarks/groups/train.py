@@ -143,13 +143,20 @@ def run(s: Settings) -> list[Row]:
             med(runs["ft"]) / steps, "s/step", paired_ratio(runs["reno"], runs["ft"]), "<=", 1.5,
             "fine-tune step (fit)",
             "main stage, ft and Renofeation interleaved; teacher forward + stage MSEs + dropout"))
-        _, bare, _ = _fit_setup(arch, "ft", size, batch, steps)
-        runs = interleaved({"cl": functools.partial(bare, True),
-                            "contig": functools.partial(bare, False)}, s.train_reps, s.warmup)
-        rows.append(Row(
-            f"train {label} ft: channels-last vs contiguous memory (CPU)", steps / med(runs["cl"]),
-            steps / med(runs["contig"]), "steps/s", paired_ratio(runs["contig"], runs["cl"]),
-            ">=", None, "contiguous (NCHW) bare loop",
-            f"bare loop, both layouts interleaved; fit uses channels-last on the CPU: "
-            f"{make_model(arch, seed=0).channels_last_cpu}"))
+        rows.append(_layout_row(arch, size, batch, steps, label, s))
+    # WRN-16-2 (paper 1's Figure 9 offline): the layout row only
+    rows.append(_layout_row("wrn-16-2", 32, s.wrn_batch, s.wrn_steps, "WRN-16-2", s))
     return rows
+
+
+def _layout_row(arch: str, size: int, batch: int, steps: int, label: str, s: Settings) -> Row:
+    """The channels-last vs contiguous row alone (the bare loop in both layouts, interleaved)."""
+    _, bare, _ = _fit_setup(arch, "ft", size, batch, steps)
+    runs = interleaved({"cl": functools.partial(bare, True),
+                        "contig": functools.partial(bare, False)}, s.train_reps, s.warmup)
+    return Row(
+        f"train {label} ft: channels-last vs contiguous memory (CPU)", steps / med(runs["cl"]),
+        steps / med(runs["contig"]), "steps/s", paired_ratio(runs["contig"], runs["cl"]),
+        ">=", None, "contiguous (NCHW) bare loop",
+        f"bare loop, both layouts interleaved; fit uses channels-last on the CPU: "
+        f"{make_model(arch, seed=0).channels_last_cpu}")
