@@ -33,7 +33,7 @@ def test_demo_counts_models_and_iterations(tmp_path, seeds):
     assert len(cost.models) == 6 * seeds  # A, B scratch, B ft, C, A and B commoninit
     per_seed = sum(OFFLINE_TRAIN[k].iterations for k in
                    ("source", "target", "finetune", "common", "finetune", "finetune"))
-    assert per_seed == 200 + 150 + 150 + 600 + 150 + 150
+    assert per_seed == 400 + 150 + 150 + 600 + 150 + 150
     assert sum(m.iterations * m.trials for m in cost.to_train()) == per_seed * seeds
     assert sum(m.images for m in cost.to_train()) == per_seed * seeds * 128
     assert len(cost.evals) == 3 * seeds  # one unit per (task, strategy, seed)
@@ -85,9 +85,9 @@ def test_h200_profile_is_exact_arithmetic(tmp_path):
     assert est.total_s == pytest.approx(work / rate, rel=1e-12) and est.unknown == set()
     assert est.wall_s == pytest.approx(est.total_s)  # one device: wall = device time
     a = next(m for m in cost.models.values() if m.label.startswith("A scratch"))
-    # 200 iterations of 128; mnist5k: 400 per class, 40 of them validation, evaluated every 20
-    assert (a.iterations, a.images, a.val_images) == (200, 25_600, 10 * 400)
-    assert a.work == 25_600 + 4_000 / 3
+    # 400 iterations of 128; mnist5k: 400 per class, 40 of them validation, evaluated every 20
+    assert (a.iterations, a.images, a.val_images) == (400, 51_200, 20 * 400)
+    assert a.work == 51_200 + 8_000 / 3
     assert costplan.profile_rates("h200")("resnet18", 112) == 4_733 * 4
     assert costplan.profile_rates("h200")("wrn-16-2", 32) is None
 
