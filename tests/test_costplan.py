@@ -33,7 +33,7 @@ def test_demo_counts_models_and_iterations(tmp_path, seeds):
     assert len(cost.models) == 6 * seeds  # A, B scratch, B ft, C, A and B commoninit
     per_seed = sum(OFFLINE_TRAIN[k].iterations for k in
                    ("source", "target", "finetune", "common", "finetune", "finetune"))
-    assert per_seed == 400 + 150 + 150 + 600 + 150 + 150
+    assert per_seed == 400 + 150 + 150 + 3000 + 150 + 150
     assert sum(m.iterations * m.trials for m in cost.to_train()) == per_seed * seeds
     assert sum(m.images for m in cost.to_train()) == per_seed * seeds * 128
     assert len(cost.evals) == 3 * seeds  # one unit per (task, strategy, seed)

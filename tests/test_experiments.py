@@ -225,13 +225,13 @@ def test_train_spec_is_train_config_minus_volatile_fields() -> None:
 
 
 def test_a_syndigits_model_a_trains_at_its_own_offline_budget():
-    """Offline, a paper-1 Model A trained on SynDigits gets SYN_SOURCE (sized by a pilot: at the
-    plan's 200 iterations it was still improving); every other model keeps the plan's budget, the
-    task's JSON round-trips, and paper scale is untouched."""
+    """Offline, a paper-1 Model A trained on SynDigits gets SYN_SOURCE and a WRN-16-2 Model B gets
+    WRN_B (sized by pilots: at the plan's budgets they were still improving); every other model
+    keeps the plan's budget, the task's JSON round-trips, and paper scale is untouched."""
     from transferguard.experiments import get_experiment
     from transferguard.papers.paper1 import run as paper1
     from transferguard.papers.paper1.plan import Paper1Plan
-    from transferguard.papers.paper1.specs import OFFLINE_TRAIN, SYN_SOURCE
+    from transferguard.papers.paper1.specs import OFFLINE_TRAIN, SYN_SOURCE, WRN_B
 
     kinds = set()
     for name in ("fig3", "fig6", "fig7", "fig8", "fig9", "fig10"):
@@ -242,8 +242,9 @@ def test_a_syndigits_model_a_trains_at_its_own_offline_budget():
             syn = task.A["domain"].startswith("syndigits")
             kinds.add(syn)
             assert specs["A_scratch"].train == (SYN_SOURCE if syn else OFFLINE_TRAIN["source"])
-            assert specs["B_scratch"].train == OFFLINE_TRAIN["target"]
-            assert specs["B_ft"].train == OFFLINE_TRAIN["finetune"]
+            wrn = task.arch == "wrn-16-2"
+            assert specs["B_scratch"].train == (WRN_B if wrn else OFFLINE_TRAIN["target"])
+            assert specs["B_ft"].train == (WRN_B if wrn else OFFLINE_TRAIN["finetune"])
             assert specs["B_ft"].parent == specs["A_scratch"]
         assert all(t.train is None for t in get_experiment(name).plan("paper", 1).tasks)
     assert kinds == {True, False}  # fig3 and fig8 also have a handwritten Model A
