@@ -225,8 +225,8 @@ def test_train_spec_is_train_config_minus_volatile_fields() -> None:
 
 
 def test_a_syndigits_model_a_trains_at_its_own_offline_budget():
-    """Offline, a paper-1 Model A trained on SynDigits gets SYN_SOURCE and a WRN-16-2 Model B gets
-    WRN_B (sized by pilots: at the plan's budgets they were still improving); every other model
+    """Offline, a paper-1 Model A trained on SynDigits gets SYN_SOURCE (Model C's budget above 500
+    images per class) and a WRN-16-2 Model B gets WRN_B (sized by pilots: at the plan's budgets they were still improving); every other model
     keeps the plan's budget, the task's JSON round-trips, and paper scale is untouched."""
     from transferguard.experiments import get_experiment
     from transferguard.papers.paper1 import run as paper1
@@ -241,10 +241,17 @@ def test_a_syndigits_model_a_trains_at_its_own_offline_budget():
             specs = paper1.model_specs(plan, task, 0)
             syn = task.A["domain"].startswith("syndigits")
             kinds.add(syn)
-            assert specs["A_scratch"].train == (SYN_SOURCE if syn else OFFLINE_TRAIN["source"])
+            small = (task.A["n_train_per_class"] or 10**9) <= 500
+            want = (SYN_SOURCE if small else OFFLINE_TRAIN["common"]) if syn \
+                else OFFLINE_TRAIN["source"]
+            assert specs["A_scratch"].train == want
             wrn = task.arch == "wrn-16-2"
             assert specs["B_scratch"].train == (WRN_B if wrn else OFFLINE_TRAIN["target"])
             assert specs["B_ft"].train == (WRN_B if wrn else OFFLINE_TRAIN["finetune"])
             assert specs["B_ft"].parent == specs["A_scratch"]
         assert all(t.train is None for t in get_experiment(name).plan("paper", 1).tasks)
     assert kinds == {True, False}  # fig3 and fig8 also have a handwritten Model A
+    # fig3's Syn→M Model A is the demo's Model C: the same data, seed and budget, one model
+    demo, fig3 = (get_experiment(n).plan("offline", 1) for n in ("demo", "fig3"))
+    assert paper1.model_specs(fig3, fig3.tasks[2], 0)["A_scratch"].key() == \
+        paper1.model_specs(demo, demo.tasks[0], 0)["C"].key()
