@@ -48,7 +48,7 @@ OFFLINE_TRAIN = {
 #: (seed 0, 500 per class, the cut table): 400 iterations 0.770 still improving, 800 0.832 still
 #: improving, 1,000 0.840 plateaued, 1,200 0.848 plateaued. With 100 per class (fig7's smallest
 #: n_A, 100 validation images) it plateaued at 800 (0.720) but not at 1,000 or 1,200 (0.740:
-#: two images more in the last quarter); the budget is the same for every n_A, as in the paper.
+#: two images more in the last quarter). Above SYN_SOURCE_MAX_PER_CLASS, Model C's budget.
 SYN_SOURCE = TrainSpec(epochs=None, iterations=1200, lr=0.01, weight_decay=5e-4, eval_every=20)
 #: WRN-16-2's Model B (Figure 9 offline). At 150 iterations all three Scratch models and one of
 #: three FT models were still improving. Pilot (`scripts/budget_pilot.py fig9 "Syn→M WRN-16-2"
@@ -130,8 +130,8 @@ def fig3_plan(scale: str, seeds: int, name: str = "fig3") -> Paper1Plan:
     tasks = [make_task(M, _offline_b(U, U_PER_CLASS), name="M→U"),
              make_task(U, _offline_b(M, 60), name="U→M"),
              make_task(SYN, _offline_b(M, 60), name="Syn→M (for S→M)")]
-    return make_plan(name, scale, seeds, _converging(tasks), strategies=("scratch", "ft"), train=OFFLINE_TRAIN,
-                     black_box=False,
+    return make_plan(name, scale, seeds, _converging(tasks), strategies=("scratch", "ft"),
+                     train=OFFLINE_TRAIN, black_box=False,
                      notes="S→Syn and CIFAR→STL need SVHN/CIFAR/STL (paper scale only).")
 
 
