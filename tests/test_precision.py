@@ -33,11 +33,11 @@ from transferguard.training import loop as train_loop
 
 
 def test_demo_spec_keys_are_unchanged() -> None:
-    """docs/results/demo/results.csv's first row: source 4ca51e2bc77eb8f8, target 3bbc79c44a4441c4."""
+    """docs/results/demo/results.csv's first row: source 3fc7bf734facfa87, target 3bbc79c44a4441c4."""
     plan = EXPERIMENTS["demo"].plan("offline", 1)
     for p in (plan, plan_with_precision(plan, "fp32")):
         src, tgt = paper1.strategy_pair(paper1.model_specs(p, p.tasks[0], 0), "scratch")
-        assert (src.key(), tgt.key()) == ("4ca51e2bc77eb8f8", "3bbc79c44a4441c4")
+        assert (src.key(), tgt.key()) == ("3fc7bf734facfa87", "3bbc79c44a4441c4")
     bf16 = plan_with_precision(plan, "bf16")
     specs = paper1.model_specs(bf16, bf16.tasks[0], 0)
     fp32 = paper1.model_specs(plan, plan.tasks[0], 0)
