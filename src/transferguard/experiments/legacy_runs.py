@@ -14,6 +14,8 @@ read again (the only code that parses a report). All run once per folder, from
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 # The footer as `reproduce` wrote it before run.json existed.
 _FOOTER = re.compile(
@@ -93,9 +97,6 @@ def add_upstream(df: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFrame |
     """
     if "upstream_unfinished" in df.columns or "target" not in df.columns:
         return None
-    import json
-    import logging
-
     from ..training.convergence import converged, unfinished
 
     metas = {}
@@ -113,7 +114,7 @@ def add_upstream(df: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFrame |
 
     missing = {k for k in df["target"].dropna().unique() if k not in metas}
     if missing:
-        logging.getLogger(__name__).warning(
+        log.warning(
             "%s: %d target models have no sidecar in checkpoints/: their lineage is unknown",
             out_dir, len(missing))
     out = df.copy()
