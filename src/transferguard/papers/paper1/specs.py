@@ -42,7 +42,7 @@ OFFLINE_TRAIN = {
     "target": TrainSpec(epochs=None, iterations=150, lr=0.01, weight_decay=5e-4, eval_every=15),
     "finetune": TrainSpec(epochs=None, iterations=150, lr=0.01, weight_decay=5e-4, eval_every=15),
 }
-#: A SynDigits Model A. At the former 200 iterations every such model was still improving (15–68 %
+#: A SynDigits Model A. At the former 200 iterations every such model was still improving (14–68 %
 #: validation accuracy in the 3-seed runs), so every claim resting on one was not checkable. Sized
 #: before any claim ran at it, by `scripts/budget_pilot.py fig9 "Syn→M DTN" A_scratch --factor 6`
 #: (seed 0, 500 per class, the cut table): 400 iterations 0.770 still improving, 800 0.832 still
