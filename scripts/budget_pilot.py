@@ -16,10 +16,8 @@ role (A_scratch, B_scratch, B_ft, C, A_commoninit, B_commoninit):
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from transferguard.experiments import Runner, Store
@@ -64,8 +62,7 @@ def main() -> None:
     if args.lr is not None:
         spec = spec.with_(train=replace(spec.train, lr=args.lr))
     t0 = time.time()
-    Runner(Store(args.store), device="cpu", progress=False).model(spec)
-    meta = json.loads((Path(args.store) / "models" / f"{spec.key()}.json").read_text())
+    _, meta = Runner(Store(args.store), device="cpu", progress=False).model(spec)
     history = [{"iteration": i, "val_acc": a, "phase": ph} for i, a, ph in meta["val_history"]]
     base = spec.train.iterations // args.factor
     for k in range(1, args.factor + 1):  # would a run cut at k × the budget have plateaued?

@@ -14,10 +14,10 @@ read again (the only code that parses a report). All run once per folder, from
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,13 +97,17 @@ def add_upstream(df: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFrame |
     """
     if "upstream_unfinished" in df.columns or "target" not in df.columns:
         return None
+    from ..errors import CheckpointError
+    from ..models import read_sidecar
+    from ..results import Threat, attack_name
     from ..training.convergence import converged, unfinished
 
     metas = {}
     for path in sorted((Path(out_dir) / "checkpoints").glob("*.json")):
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(meta, dict) and "key" in meta:
+        with suppress(CheckpointError):  # index.json and unreadable sidecars: no lineage
+            meta = read_sidecar(path)
             metas[meta["key"]] = meta
+    black_box = attack_name("fgsm", Threat.TRANSFER)
 
     def lineage(key: str) -> list[str]:
         out, key = [], metas.get(key, {}).get("parent")
@@ -121,7 +125,7 @@ def add_upstream(df: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFrame |
     upstream = []
     for r in out.itertuples():
         keys = lineage(r.target)
-        if r.attack == "fgsm-transfer" and isinstance(getattr(r, "source", None), str):
+        if r.attack == black_box and isinstance(getattr(r, "source", None), str):
             keys += [r.source, *lineage(r.source)]
         upstream.append(unfinished(metas[k] for k in dict.fromkeys(keys)
                                    if k in metas and k != r.target))

@@ -50,7 +50,7 @@ class TGModel(nn.Module):
     input_size: int = 32
     #: Train in channels-last memory on the CPU too (not only under bf16 on CUDA): set where it
     #: is faster (`benchmarks/` group ``train``: EfficientNet-Lite0 1.56×, the DTN 1.02×, so
-    #: not the DTN; WRN-16-2 ≈ 1.3× in a one-off timing, not yet a benchmark row). The weights
+    #: not the DTN; WRN-16-2 ≈ 1.3× in a one-off timing, its row not yet run quiet). The weights
     #: are handed back contiguous.
     channels_last_cpu: bool = False
 

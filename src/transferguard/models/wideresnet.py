@@ -53,7 +53,7 @@ class WideResNet(TGModel):
 
     arch = "wrn"
     input_size = 32
-    channels_last_cpu = True  # ≈ 1.3× a training step on the CPU (WRN-16-2, one-off timing)
+    channels_last_cpu = True  # ≈ 1.3× a step on the CPU (WRN-16-2, one-off timing)
 
     def __init__(self, num_classes: int = 10, depth: int = 28, width: int = 10,
                  drop_rate: float = 0.0,
