@@ -10,6 +10,7 @@ A paper-2 model is named by family, target domain and method row; a paper-1 mode
 role (A_scratch, B_scratch, B_ft, C, A_commoninit, B_commoninit):
 
     python scripts/budget_pilot.py reno-table2 imagenet mnist5k fine-tune --factor 4
+    python scripts/budget_pilot.py reno-table2 syn source --factor 4   # a trained source
     python scripts/budget_pilot.py fig9 "Syn→M WRN-16-2" A_scratch --factor 5
 """
 
@@ -24,13 +25,16 @@ from transferguard.experiments import Runner, Store
 from transferguard.experiments.registry import EXPERIMENTS
 from transferguard.experiments.spec import DataSpec, ModelSpec
 from transferguard.papers.paper1.run import model_specs
-from transferguard.papers.paper2.run import target_spec
+from transferguard.papers.paper2.run import source_spec, target_spec
 from transferguard.training.convergence import plateaued
 
 
-def _paper2_spec(plan: Any, family: str, domain: str, method: str, factor: int,
-                 seed: int) -> ModelSpec:
+def _paper2_spec(plan: Any, family: str, *model: str, factor: int, seed: int) -> ModelSpec:
     fam = next(f for f in plan.families if f.family == family)
+    if model == ("source",):  # the family's trained attack source (the targets' parent)
+        spec = source_spec(fam, fam.arch, seed)
+        return spec.with_(train=replace(spec.train, iterations=spec.train.iterations * factor))
+    domain, method = model
     row = next(m for m in fam.methods if m.label == method)
     data = next(DataSpec(**t) for t in fam.targets if t["domain"] == domain)
     row = replace(row, train={**row.train, "iterations": row.train["iterations"] * factor})
@@ -46,7 +50,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("experiment", help="an experiment, e.g. reno-table2 or fig9")
     p.add_argument("model", nargs="+",
-                   help="paper 2: FAMILY DOMAIN METHOD (imagenet mnist5k fine-tune); "
+                   help="paper 2: FAMILY DOMAIN METHOD (imagenet mnist5k fine-tune) or FAMILY source; "
                         "paper 1: TASK ROLE (\"Syn→M DTN\" A_scratch)")
     p.add_argument("--factor", type=int, default=4, help="multiply the model's iterations (4)")
     p.add_argument("--seed", type=int, default=0)
@@ -58,7 +62,7 @@ def main() -> None:
     if exp.paper == "paper1":
         spec = _paper1_spec(plan, *args.model, args.factor, args.seed)
     else:
-        spec = _paper2_spec(plan, *args.model, args.factor, args.seed)
+        spec = _paper2_spec(plan, *args.model, factor=args.factor, seed=args.seed)
     if args.lr is not None:
         spec = spec.with_(train=replace(spec.train, lr=args.lr))
     t0 = time.time()

@@ -14,7 +14,7 @@ from transferguard.cli import main, parse_eps
 from transferguard.errors import ConfigError
 from transferguard.experiments import EXPERIMENTS, Experiment
 from transferguard.experiments.legacy_runs import run_record_from_report
-from transferguard.experiments.reproduce import footer_markdown, rebuild_report
+from transferguard.experiments.reproduce import _index_row, footer_markdown, rebuild_report
 from transferguard.papers.paper1 import report as paper1_report
 from transferguard.papers.paper1 import run as paper1
 
@@ -118,6 +118,13 @@ def test_run_record_migrated_from_legacy_footer(tmp_path) -> None:
     # The footer written from a record is the legacy one, so old and new folders read the same.
     assert footer_markdown({**rec, "report_rebuilt": "2026-01-01T00:00:00+00:00"}) == (
         "\n---\n" + _LEGACY_FOOTER.format(name="fig4"))
+    # A run on an accelerator names it (run.json's "device"; a CPU run's record has none).
+    gpu = footer_markdown({**rec, "device": "cuda (NVIDIA H200)"})
+    assert "--seeds 1` on cuda (NVIDIA H200) in 123 s (models trained" in gpu
+    # ... and so does its row in the index of `reproduce all`, whose times are the CPU's otherwise.
+    row, secs = _index_row("fig4", "what", {**rec, "device": "cuda (NVIDIA H200)"})
+    assert "| 123 on cuda (NVIDIA H200) | 456 (9 models) |" in row and secs == 123
+    assert "| 123 | 456 (9 models) |" in _index_row("fig4", "what", rec)[0]
 
 
 def _register_tiny(monkeypatch, name: str) -> None:

@@ -80,6 +80,15 @@ def _shifted_json(data: Any, first_seed: int) -> Any:
     return data
 
 
+def device_label(dev: Any) -> str:
+    """What a run record says of an accelerator: ``cuda (NVIDIA H200)`` (a CPU run says nothing)."""
+    import torch
+
+    if dev.type == "cuda":
+        return f"{dev} ({torch.cuda.get_device_name(dev)})"
+    return str(dev)
+
+
 def footer_markdown(run: dict[str, Any]) -> str:
     """The closing paragraph of a report, written from its run record (``run.json``) alone."""
     if run.get("elapsed_s") is None:  # a legacy folder whose report held no footer to migrate
@@ -87,7 +96,8 @@ def footer_markdown(run: dict[str, Any]) -> str:
                 "not recorded).")
     else:
         c = run["counters"]
-        text = (f"Produced by `{run['command']}` in {run['elapsed_s']:.0f} s (models trained "
+        on = f" on {run['device']}" if run.get("device") else ""
+        text = (f"Produced by `{run['command']}`{on} in {run['elapsed_s']:.0f} s (models trained "
                 f"{c['trained']}, loaded from cache {c['loaded']}; evaluation units computed "
                 f"{c['evaluated']}, cached {c['eval_cached']}). Training the {run['models']} models "
                 f"it uses took {run['train_seconds']:.0f} s when they were trained (the bulk of what "
@@ -185,7 +195,8 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
     prev_level = root.level
     root.setLevel(logging.INFO)
     try:
-        precision = resolve_precision(precision, resolve_device(device))
+        dev = resolve_device(device)
+        precision = resolve_precision(precision, dev)
         plan = resolved_plan(exp, scale, n_seeds, first_seed, precision)
         if not overwrite:
             _refuse_other_run(out_dir, name, plan)
@@ -206,7 +217,8 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
         run = {"experiment": name, "scale": scale, "seeds": n_seeds,
                **({"first_seed": first_seed} if first_seed else {}),
                "command": command_line(name, scale, n_seeds, first_seed, precision),
-               **({"precision": precision} if precision != "fp32" else {}), "finished": _utc_now(),
+               **({"precision": precision} if precision != "fp32" else {}),
+               **({"device": device_label(dev)} if dev.type != "cpu" else {}), "finished": _utc_now(),
                "elapsed_s": round(elapsed, 3), "counters": dict(runner.counters),
                "models": n_models, "train_seconds": round(train_s, 3), "claims": report.claims()}
         atomic_write_json(out_dir / RUN_RECORD, run)  # first: a report.md implies its run.json
@@ -330,13 +342,14 @@ def _index_row(name: str, summary: str, run: dict[str, Any], stale: bool = False
     alone = (f"{run['train_seconds']:.0f} ({run['models']} models)"
              if run.get("train_seconds") is not None else "–")
     secs = float(run["elapsed_s"]) if run.get("elapsed_s") is not None else math.nan
+    where = f" on {run['device']}" if run.get("device") else ""  # CPU runs say nothing
     when = str(run["finished"])[:16].replace("T", " ") if run.get("finished") else "–"
     seeds = run.get("seeds", "–")
     if stale:
         summary += (f" — **an earlier plan's run**: the code's plan has changed since (e.g. its "
                     f"budgets); `transferguard reproduce {name} --out {name} --overwrite` run in "
                     "this folder replaces it")
-    return (f"| [{name}]({name}/report.md) | {summary} | {held} | {secs:.0f} | {alone} | {when} "
+    return (f"| [{name}]({name}/report.md) | {summary} | {held} | {secs:.0f}{where} | {alone} | {when} "
             f"| {seeds} |", secs)
 
 
@@ -392,7 +405,7 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
             "models and crafted batches already made by an earlier experiment are reused; "
             "training s alone = the recorded training time of every model the experiment uses "
             "(ancestors included), i.e. what it costs on its own with an empty store, "
-            "evaluation aside. Computed = when the row's run finished (UTC; – for runs recorded "
+            "evaluation aside; both on the CPU unless the row names a device. Computed = when the row's run finished (UTC; – for runs recorded "
             "before run.json existed). Seeds = how many seeds the claims were tested over (each "
             "claim is decided by a 95 % interval over seeds and test images; with one seed the "
             "interval covers test-image sampling only).", "",
