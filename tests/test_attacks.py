@@ -291,6 +291,22 @@ def test_fgsm_sweep_is_bit_identical_to_fgsm(cnn):
         assert torch.equal(sweep[eps], fgsm(model, x, y, eps))
 
 
+def test_fgsm_step_needs_no_ball_projection():
+    """FGSM's ``clamp(x + ε·sign, 0, 1)`` equals the L∞ step followed by the ball ∩ box projection
+    bit for bit, at awkward ε and on pixels at and near the box's edges."""
+    from transferguard.attacks.fgsm import _apply as fgsm_step
+
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(64, 3, 8, 8, generator=g)
+    x[:, 0] = 0.0
+    x[:, 1, :4] = 1.0
+    sign = torch.randint(-1, 2, x.shape, generator=g).float()
+    for eps in (1 / 255, 3 / 255, 8 / 255, 0.1, 1 / 3, 0.7):
+        threat = LinfThreat(eps)
+        assert torch.equal(fgsm_step(x, sign, eps),
+                           threat.project(threat.step(x, sign, eps), x)), eps
+
+
 def test_success_rises_with_eps_and_pgd_beats_fgsm():
     """Binary linear model: FGSM flips a correctly classified x iff its margin < ε‖w₁ − w₀‖₁.
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .engine import LinfThreat, check_eps, check_images, eval_mode, input_gradient
+from .engine import check_eps, check_images, eval_mode, input_gradient
 from .losses import check_labels, logit_loss
 
 
@@ -18,8 +18,13 @@ def _ce_sign(model: nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: bool)
 
 
 def _apply(x: torch.Tensor, sign: torch.Tensor, eps: float) -> torch.Tensor:
-    threat = LinfThreat(eps)
-    return threat.project(threat.step(x, sign, eps), x)
+    """``clamp(x + ε·sign, 0, 1)``, bit-identical to :class:`LinfThreat`'s step then project.
+
+    ``ε·sign`` is exact (sign ∈ {−1, 0, 1}), so ``x + ε·sign`` already lies in ``[x − ε, x + ε]``
+    and the ball's projection is the identity: two elementwise passes instead of eight (on a GPU
+    the sweep's k budgets are that many small kernels beside one forward and backward).
+    """
+    return torch.add(x, sign, alpha=eps).clamp_(0.0, 1.0)
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *,
