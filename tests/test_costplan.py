@@ -79,7 +79,7 @@ def test_in_store_detection(tmp_path):
 def test_h200_profile_is_exact_arithmetic(tmp_path):
     cost = costplan.experiment_cost("demo", seeds=1, store=tmp_path)
     est = costplan.estimate([cost], costplan.profile_rates("h200"))
-    rate = costplan.PROFILES["h200"]["dtn"][0]
+    rate = costplan.PROFILES["h200"]["dtn"][0][0]
     work = (sum(m.work for m in cost.models.values()) + sum(x.work for x in cost.crafts.values())
             + sum(e.work for e in cost.evals.values()))
     assert est.total_s == pytest.approx(work / rate, rel=1e-12) and est.unknown == set()
@@ -89,7 +89,12 @@ def test_h200_profile_is_exact_arithmetic(tmp_path):
     assert (a.iterations, a.images, a.val_images) == (400, 51_200, 20 * 400)
     assert a.work == 51_200 + 8_000 / 3
     assert costplan.profile_rates("h200")("resnet18", 112) == 4_733 * 4
-    assert costplan.profile_rates("h200")("wrn-16-2", 32) is None
+    assert costplan.profile_rates("h200")("vgg11", 32) is None  # not in the profile
+    # Several sizes: the nearest one's rate, scaled by pixels (64 px is overhead-bound on a GPU).
+    eff = costplan.profile_rates("h200")
+    assert eff("efficientnet_lite0", 64) == 3_398 and eff("efficientnet_lite0", 224) == 2_003
+    assert eff("efficientnet_lite0", 32) == 3_398 * 4 and eff("efficientnet_lite0", 160) == (
+        pytest.approx(2_003 * (224 / 160) ** 2))
 
 
 def test_paper_scale_gpu_hours_and_gpus(tmp_path):

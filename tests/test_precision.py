@@ -68,6 +68,11 @@ def test_train_config_precision() -> None:
     assert (default_precision("cpu"), default_precision("cuda:1")) == ("fp32", "bf16")
     assert default_precision(torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
+    # bf16 measured no faster at the offline scales on an H200: auto keeps fp32 there on CUDA too.
+    assert [default_precision("cuda", s) for s in ("offline", "offline-gpu", "paper", None)] == [
+        "fp32", "fp32", "bf16", "bf16"]
+    assert resolve_precision("auto", "cuda", "offline") == "fp32"
+    assert resolve_precision("bf16", "cuda", "offline") == "bf16"
     with pytest.raises(ConfigError):
         resolve_precision("half", "cpu")
     spec = ModelSpec(DataSpec("ucidigits"), "dtn", train=TrainSpec(precision="bf16"))

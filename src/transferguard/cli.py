@@ -374,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HOST:PORT of an existing Ray cluster (--backend ray)")
     r.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="bf16: forward and loss under bf16 autocast (channels-last on CUDA), a different "
-                        "model with its own store key; auto: bf16 on CUDA, fp32 on the CPU")
+                        "model with its own store key; auto: bf16 on CUDA at --scale paper, fp32 at the "
+                        "offline scales (measured no faster there) and on the CPU")
     r.add_argument("--gpus-per-unit", type=float, default=None,
                    help="share of a GPU per training unit on a CUDA run: GPUs each unit requests "
                         "from Ray (default 1), or on the local backend 1/G units per GPU "

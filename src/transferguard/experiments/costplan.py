@@ -42,28 +42,33 @@ log = logging.getLogger(__name__)
 #: A forward-only pass costs about a third of a training step (backward ≈ twice the forward).
 FORWARD_SHARE = 1 / 3
 
-#: fp32 images/s of one SGD step through ``create_model`` (batch 128 at 32 px, 64 at 224 px) on
-#: one NVIDIA H200, as measured with the project's code: /work/shared/GPU.md ("Measured there").
-#: Each entry is (images/s, the image side it was measured at).
-PROFILES: dict[str, dict[str, tuple[float, int]]] = {
+#: fp32 images/s of one SGD step through ``create_model`` on one NVIDIA H200, as measured with the
+#: project's code: /work/shared/GPU.md ("Measured there"; batch 128 at 32 px, 64 at 224 px) and,
+#: at the offline sizes and batches, the cost probe (``reproduce all --plan --profile here`` on
+#: that GPU, 2026-11-30, ``scripts/gpu_session.sh``: EfficientNet-Lite0 at 64 px batch 32, where
+#: per-step overheads, not pixels, set the rate; WRN-16-2 at 32 px batch 128).
+#: Each entry is a tuple of (images/s, the image side it was measured at).
+PROFILES: dict[str, dict[str, tuple[tuple[float, int], ...]]] = {
     "h200": {
-        "dtn": (36_506, 32),
-        "wrn-28-10": (4_055, 32),
-        "resnet18": (4_733, 224),
-        "resnet50": (1_979, 224),
-        "resnet101": (1_281, 224),
-        "mobilenet_v2": (2_394, 224),
-        "efficientnet_lite0": (2_003, 224),
+        "dtn": ((36_506, 32),),
+        "wrn-16-2": ((14_727, 32),),
+        "wrn-28-10": ((4_055, 32),),
+        "resnet18": ((4_733, 224),),
+        "resnet50": ((1_979, 224),),
+        "resnet101": ((1_281, 224),),
+        "mobilenet_v2": ((2_394, 224),),
+        "efficientnet_lite0": ((2_003, 224), (3_398, 64)),
     },
-    # the same steps under bf16 autocast + channels_last (GPU.md, same table)
+    # the same steps under bf16 autocast + channels_last (GPU.md, same table; the probe's bf16 plan)
     "h200-bf16": {
-        "dtn": (37_728, 32),
-        "wrn-28-10": (9_591, 32),
-        "resnet18": (7_493, 224),
-        "resnet50": (2_488, 224),
-        "resnet101": (1_372, 224),
-        "mobilenet_v2": (3_476, 224),
-        "efficientnet_lite0": (2_923, 224),
+        "dtn": ((37_728, 32),),
+        "wrn-16-2": ((20_267, 32),),
+        "wrn-28-10": ((9_591, 32),),
+        "resnet18": ((7_493, 224),),
+        "resnet50": ((2_488, 224),),
+        "resnet101": ((1_372, 224),),
+        "mobilenet_v2": ((3_476, 224),),
+        "efficientnet_lite0": ((2_923, 224), (3_339, 64)),
     },
 }
 #: The profile name that means "probe this machine".
@@ -411,8 +416,8 @@ def merged(costs: list[ExperimentCost]) -> ExperimentCost:
 
 # ------------------------------------------------------------------------------ rates
 def profile_rates(profile: str) -> Rates:
-    """images/s from the named device profile, scaled by pixel count to other image sizes;
-    None for an architecture the profile did not measure."""
+    """images/s from the named device profile: the entry measured at the nearest image side,
+    scaled by pixel count to other sizes; None for an architecture the profile did not measure."""
     if profile not in PROFILES:
         raise ConfigError(unknown_name("profile", profile, [*PROFILES, HERE]))
     table = PROFILES[profile]
@@ -420,7 +425,7 @@ def profile_rates(profile: str) -> Rates:
     def rate(arch: str, size: int) -> float | None:
         if arch not in table:
             return None
-        ips, px = table[arch]
+        ips, px = min(table[arch], key=lambda e: abs(math.log(e[1] / size)))
         return ips * (px / size) ** 2
 
     return rate
@@ -609,7 +614,7 @@ def cost_plan_text(name: str, *, scale: str = "offline", seeds: int | None = Non
     """What ``transferguard reproduce NAME --plan`` prints. ``profile``: a name of
     :data:`PROFILES`, or ``"here"`` to probe this machine; default: the probe at offline scale,
     ``h200`` (``h200-bf16`` for a bf16 run) at paper scale. ``precision``: as ``reproduce``
-    resolves it (None / "auto": bf16 on CUDA, fp32 otherwise)."""
+    resolves it (None / "auto": :func:`~transferguard.training.default_precision`)."""
     if gpus < 1:
         raise ConfigError(f"--gpus must be at least 1, got {gpus}")
     if profile is not None and profile != HERE and profile not in PROFILES:
@@ -619,7 +624,7 @@ def cost_plan_text(name: str, *, scale: str = "offline", seeds: int | None = Non
     from ..training.config import resolve_precision
     from ..utils import resolve_device
 
-    precision = resolve_precision(precision, resolve_device(device))  # as reproduce resolves it
+    precision = resolve_precision(precision, resolve_device(device), scale)  # as reproduce does
     profile = profile or (("h200-bf16" if precision == "bf16" else "h200") if scale != "offline"
                           else HERE)
     costs = plan_costs(name, scale=scale, seeds=seeds, first_seed=first_seed, store=store,

@@ -196,7 +196,7 @@ def reproduce(name: str, *, scale: str = "offline", seeds: int | None = None,
     root.setLevel(logging.INFO)
     try:
         dev = resolve_device(device)
-        precision = resolve_precision(precision, dev)
+        precision = resolve_precision(precision, dev, scale)
         plan = resolved_plan(exp, scale, n_seeds, first_seed, precision)
         if not overwrite:
             _refuse_other_run(out_dir, name, plan)

@@ -149,22 +149,27 @@ class TrainConfig:
         return json.dumps(d, sort_keys=True, default=str)
 
 
-def default_precision(device: str | torch.device) -> str:
-    """The training precision ``auto`` means on ``device``: ``bf16`` on CUDA, else ``fp32``.
+def default_precision(device: str | torch.device, scale: str | None = None) -> str:
+    """The training precision ``auto`` means: ``bf16`` on CUDA, except at ``scale`` ``offline``
+    or ``offline-gpu``; ``fp32`` on the CPU.
 
-    bf16 autocast + channels-last was faster than fp32 for every architecture measured on an
-    H200 (1.03× DTN … 2.37× WRN-28-10). The CPU keeps fp32: CPU runs must reproduce the
-    committed (fp32) results and store keys, and bf16's CPU speed depends on the CPU's bf16
-    instructions (a DTN step was 1.85× faster with AVX512-BF16; ask for ``bf16`` explicitly).
+    Measured on one H200 (benchmarks/RESULTS.md, ``gpu`` group): bf16 autocast + channels-last
+    trained 1.12× (EfficientNet-Lite0, 224 px) to 2.43× (WRN-28-10) faster than fp32, but the
+    32-px DTN 0.85× as fast, and ``reproduce demo`` took the same wall time in both (41.7 s vs
+    41.8 s: the offline models leave the GPU mostly idle). So the offline scales keep fp32 on a
+    GPU too, which also keeps their store keys and results those of a CPU run. The CPU keeps
+    fp32: bf16's CPU speed depends on the CPU's bf16 instructions (a DTN step was 1.85× faster
+    with AVX512-BF16; ask for ``bf16`` explicitly).
     """
     kind = getattr(device, "type", None) or str(device).split(":")[0]  # no torch import needed
-    return "bf16" if kind == "cuda" else "fp32"
+    return "bf16" if kind == "cuda" and scale not in ("offline", "offline-gpu") else "fp32"
 
 
-def resolve_precision(precision: str | None, device: str | torch.device) -> str:
+def resolve_precision(precision: str | None, device: str | torch.device,
+                      scale: str | None = None) -> str:
     """``precision`` checked, with ``auto`` / None replaced by :func:`default_precision`."""
     if precision is None or precision == "auto":
-        return default_precision(device)
+        return default_precision(device, scale)
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; choose auto or one of {PRECISIONS}")
     return precision
