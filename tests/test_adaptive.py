@@ -99,6 +99,31 @@ def test_worst_case_is_the_strongest_attack_and_near_chance_models_are_not_check
     assert retrain.verdict == "not checkable" and "chance" in retrain.evidence
 
 
+def test_unfinished_models_and_sources_are_not_checkable():
+    """Like every other claim: a model still improving when its budget ended, or resting on a
+    source that was, cannot carry a verdict (seen on the first H200 run, whose claims all held
+    while the syn source was still improving in two seeds)."""
+    rows = []
+    for seed in (0, 1):
+        for method, plateaued, upstream in (("renofeation", True, ""),
+                                            ("fine-tune", seed == 0, ""),
+                                            ("delta", True, "source s" if seed == 1 else "")):
+            base = {"seed": seed, "task": "t", "method": method, "eps": 8 / 255,
+                    "plateaued": plateaued, "upstream_unfinished": upstream}
+            rows.append({**base, "attack": "none", "eps": 0.0, "metric": "clean_acc", "value": 0.9})
+            for attack, k in (("feature", 2 if method == "renofeation" else 30), ("noise", 1)):
+                rows += [{**base, "attack": attack, "metric": "n_fooled", "value": k},
+                         {**base, "attack": attack, "metric": "n_correct", "value": 50}]
+    found = {f.claim: f for f in adaptive.check_claims(pd.DataFrame(rows), "x", 0.1)}
+    ft = next(f for c, f in found.items() if "fine-tuning" in c)
+    assert ft.verdict == "not checkable" and "fine-tune was still improving" in ft.evidence
+    assert "(seed 1)" in ft.evidence
+    delta = next(f for c, f in found.items() if "DELTA" in c)
+    assert delta.verdict == "not checkable" and "source s, which delta rests on" in delta.evidence
+    noise = next(f for c, f in found.items() if "noise control" in c)
+    assert noise.verdict == "held"  # Renofeation itself and its lineage finished
+
+
 def test_reno_adaptive_is_registered_with_three_seeds_and_the_fast_budget():
     exp = EXPERIMENTS["reno-adaptive"]
     assert exp.default_seeds["offline"] >= 3

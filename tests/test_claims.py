@@ -101,3 +101,20 @@ def test_a_claim_resting_on_an_unfinished_ancestor_or_attack_source_is_not_check
     # read back from a CSV the empty strings are NaN: nothing is held against the claim
     t = ClaimTester(df.assign(upstream_unfinished=float("nan")))
     assert t.claim("a beats b", ">", diff, {"a": ("a", {}), "b": ("b", {})}, "").verdict == "held"
+
+
+def test_the_gradient_norm_claim_checks_its_models_like_every_claim():
+    """Fig. 10's claim (medians of per-image gradient norms) rests on FT and Scratch too: not
+    checkable when FT's Model A was still improving, decided when the lineage finished."""
+    clean = _rows({"ft": [0.9] * 3, "scratch": [0.9] * 3}, upstream_unfinished="")
+    norms = pd.DataFrame([{"experiment": "t", "task": "d", "method": m, "seed": s,
+                           "attack": "none", "eps": 0.0, "metric": "grad_norm",
+                           "value": (0.1 if m == "ft" else 0.5) + 0.01 * i}
+                          for m in ("ft", "scratch") for s in range(3) for i in range(20)])
+    df = pd.concat([clean, norms], ignore_index=True)
+    grad = next(f for f in r1.check_findings(df) if "gradient norms" in f.claim)
+    assert grad.verdict == "held"
+    df.loc[(df.method == "ft") & (df.metric == "clean_acc") & (df.seed == 1),
+           "upstream_unfinished"] = "A scratch syn"
+    grad = next(f for f in r1.check_findings(df) if "gradient norms" in f.claim)
+    assert grad.verdict == "not checkable" and "A scratch syn, which FT rests on" in grad.evidence

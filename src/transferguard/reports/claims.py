@@ -110,28 +110,35 @@ class ClaimTester:
     def weak_models(self, models: list[Rate]) -> list[str]:
         """Why the models behind a claim cannot carry it (near chance, still improving)."""
         why = []
-        seen = dict.fromkeys((m, w.get("vary")) for m, w in models)
-        for method, vary in seen:
+        for method, vary in dict.fromkeys((m, w.get("vary")) for m, w in models):
             base = {} if vary is None else {"vary": vary}
             clean = self.rows(method, {**base, "metric": Metric.CLEAN_ACC})
             if clean.empty:
                 continue
-            label = self.label(method, base)
             n_classes = clean["n_classes"].iloc[0] if "n_classes" in clean.columns else None
             chance = 1 / float(n_classes) if n_classes is not None and pd.notna(n_classes) \
                 else math.nan
             acc = float(clean.value.mean())
             if acc < chance + NEAR_CHANCE:
-                why.append(f"{label}'s clean accuracy {pct(acc)} is within "
+                why.append(f"{self.label(method, base)}'s clean accuracy {pct(acc)} is within "
                            f"{100 * NEAR_CHANCE:.0f} points of chance ({pct(chance)})")
+        return why + self.unfinished_models(models)
+
+    def unfinished_models(self, models: list[Rate]) -> list[str]:
+        """Why the models behind a claim cannot carry it because training had not finished: a
+        model still improving when its budget ended (``plateaued``), or a model it rests on
+        that was (``upstream_unfinished``)."""
+        why = []
+        for method, vary in dict.fromkeys((m, w.get("vary")) for m, w in models):
+            base = {} if vary is None else {"vary": vary}
+            clean = self.rows(method, {**base, "metric": Metric.CLEAN_ACC})
             if "plateaued" in clean.columns:
                 still = clean[clean["plateaued"].astype(str) == "False"]
                 if len(still):
                     seeds = ", ".join(sorted({str(s) for s in still.seed}))
-                    why.append(f"{label} was still improving when its budget ended "
-                               f"(seed {seeds})")
-        why += self._weak_upstream(models)
-        return why
+                    why.append(f"{self.label(method, base)} was still improving when its "
+                               f"budget ended (seed {seeds})")
+        return why + self._weak_upstream(models)
 
     def _weak_upstream(self, models: list[Rate]) -> list[str]:
         """Why a rate's lineage cannot carry it: a model it rests on (an ancestor, the model an

@@ -236,7 +236,7 @@ def check_findings(df: pd.DataFrame) -> list[Finding]:
     out: list[Finding] = []
     gn = df[df.metric == Metric.GRAD_NORM]
     if not gn.empty and {"scratch", "ft"} <= set(gn["method"].astype(str)):
-        out.append(_grad_norm_claim(gn))
+        out.append(_grad_norm_claim(gn, ClaimTester(df[df.task.isin(set(gn.task))], names=NAMES)))
     methods = set(df["method"].astype(str))
     for task, t in df.groupby("task", sort=False):
         attacked = t[t.attack != CLEAN]
@@ -298,9 +298,13 @@ def _gamma_rates(a: tuple[str, dict[str, Any]], b: tuple[str, dict[str, Any]] | 
     return out
 
 
-def _grad_norm_claim(gn: pd.DataFrame) -> Finding:
-    """Fig. 10: FT's median input-gradient norm is below Scratch's (seeds, then images)."""
+def _grad_norm_claim(gn: pd.DataFrame, tester: ClaimTester) -> Finding:
+    """Fig. 10: FT's median input-gradient norm is below Scratch's (seeds, then images); not
+    checkable when FT, Scratch or a model they rest on cannot carry it (``tester.weak_models``)."""
     text = "FT has smaller input-gradient norms than Scratch (Fig. 10: median, FT − Scratch < 0)"
+    weak = tester.weak_models([("ft", {}), ("scratch", {})])
+    if weak:
+        return Finding(text, None, "not checkable: " + "; ".join(weak))
     per = {m: {int(s): g["value"].to_numpy(float) for s, g in gn[gn.method == m].groupby("seed")}
            for m in ("ft", "scratch")}
     eff = bootstrap_values(per["ft"], per["scratch"])

@@ -11,7 +11,9 @@ public model. This report answers it from the results table alone, per source fa
 * four claims, each a test fixed before the run on the worst-case ASRs (see :data:`CLAIMS`).
 
 A claim that rests on a model whose clean accuracy is within :data:`NEAR_CHANCE` of chance is
-``not checkable``: an untrained network's 0 % ASR is not robustness.
+``not checkable``: an untrained network's 0 % ASR is not robustness. So is one resting on a model
+that was still improving when its budget ended, or whose source was
+(:meth:`~transferguard.reports.claims.ClaimTester.unfinished_models`, as for every other claim).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ...reports.claims import ClaimTester
 from ...reports.common import (
     NEAR_CHANCE,
     Finding,
@@ -139,12 +142,12 @@ def check_claims(df: pd.DataFrame, family: str, chance: float) -> list[Finding]:
         needed = [c.a] + ([] if c.b == NOISE else [c.b])
         if not set(needed) <= have:
             continue
-        weak = [m for m in needed if _near_chance(df, m, chance)]
+        weak = [f"{m}'s clean accuracy {100 * _clean(df, m):.1f} % is within "
+                f"{100 * NEAR_CHANCE:.0f} points of chance ({100 * chance:.0f} %)"
+                for m in needed if _near_chance(df, m, chance)]
+        weak += ClaimTester(df).unfinished_models([(m, {}) for m in needed])
         if weak:
-            out.append(Finding(text, None, "not checkable: " + ", ".join(
-                f"{m}'s clean accuracy {100 * _clean(df, m):.1f} % is within "
-                f"{100 * NEAR_CHANCE:.0f} points of chance ({100 * chance:.0f} %)" for m in weak),
-                about_attack=True))
+            out.append(Finding(text, None, "not checkable: " + "; ".join(weak), about_attack=True))
             continue
         wa = worst_attack(df, c.a)
         wb = NOISE if c.b == NOISE else worst_attack(df, c.b)
