@@ -83,7 +83,8 @@ def test_worst_case_is_the_strongest_attack_and_near_chance_models_are_not_check
         for method, acc, fooled in (("renofeation", 0.9, {"feature": 2, "layer-transfer": 9}),
                                     ("fine-tune", 0.9, {"feature": 30, "layer-transfer": 20}),
                                     ("re-training", 0.12, {"feature": 0, "layer-transfer": 0})):
-            base = {"seed": seed, "task": "t", "method": method, "eps": 8 / 255}
+            base = {"seed": seed, "task": "t", "method": method, "eps": 8 / 255,
+                    "n_classes": 10}
             rows.append({**base, "attack": "none", "eps": 0.0, "metric": "clean_acc",
                          "value": acc})
             for attack, k in {**fooled, "noise": 1}.items():
@@ -92,7 +93,7 @@ def test_worst_case_is_the_strongest_attack_and_near_chance_models_are_not_check
     df = pd.DataFrame(rows)
     assert adaptive.worst_attack(df, "renofeation") == "layer-transfer"
     assert adaptive.worst_attack(df, "fine-tune") == "feature"
-    found = adaptive.check_claims(df, "x", 0.1)
+    found = adaptive.check_claims(df, "x")
     ft = next(f for f in found if "fine-tuning" in f.claim)
     assert ft.verdict == "held" and ft.effect == pytest.approx(9 / 50 - 30 / 50)
     retrain = next(f for f in found if "re-training" in f.claim)
@@ -114,7 +115,7 @@ def test_unfinished_models_and_sources_are_not_checkable():
             for attack, k in (("feature", 2 if method == "renofeation" else 30), ("noise", 1)):
                 rows += [{**base, "attack": attack, "metric": "n_fooled", "value": k},
                          {**base, "attack": attack, "metric": "n_correct", "value": 50}]
-    found = {f.claim: f for f in adaptive.check_claims(pd.DataFrame(rows), "x", 0.1)}
+    found = {f.claim: f for f in adaptive.check_claims(pd.DataFrame(rows), "x")}
     ft = next(f for c, f in found.items() if "fine-tuning" in c)
     assert ft.verdict == "not checkable" and "fine-tune was still improving" in ft.evidence
     assert "(seed 1)" in ft.evidence

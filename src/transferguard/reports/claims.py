@@ -107,12 +107,19 @@ class ClaimTester:
         vary = (where or {}).get("vary")
         return self.names.get(method, method) + (f" at {vary}" if vary is not None else "")
 
+    def _clean_rows(self, models: list[Rate]) -> list[tuple[str, pd.DataFrame]]:
+        """``(label, clean-accuracy rows)`` of each distinct model (method, vary) behind a claim."""
+        out = []
+        for method, vary in dict.fromkeys((m, w.get("vary")) for m, w in models):
+            base = {} if vary is None else {"vary": vary}
+            out.append((self.label(method, base),
+                        self.rows(method, {**base, "metric": Metric.CLEAN_ACC})))
+        return out
+
     def weak_models(self, models: list[Rate]) -> list[str]:
         """Why the models behind a claim cannot carry it (near chance, still improving)."""
         why = []
-        for method, vary in dict.fromkeys((m, w.get("vary")) for m, w in models):
-            base = {} if vary is None else {"vary": vary}
-            clean = self.rows(method, {**base, "metric": Metric.CLEAN_ACC})
+        for label, clean in self._clean_rows(models):
             if clean.empty:
                 continue
             n_classes = clean["n_classes"].iloc[0] if "n_classes" in clean.columns else None
@@ -120,7 +127,7 @@ class ClaimTester:
                 else math.nan
             acc = float(clean.value.mean())
             if acc < chance + NEAR_CHANCE:
-                why.append(f"{self.label(method, base)}'s clean accuracy {pct(acc)} is within "
+                why.append(f"{label}'s clean accuracy {pct(acc)} is within "
                            f"{100 * NEAR_CHANCE:.0f} points of chance ({pct(chance)})")
         return why + self.unfinished_models(models)
 
@@ -129,15 +136,13 @@ class ClaimTester:
         model still improving when its budget ended (``plateaued``), or a model it rests on
         that was (``upstream_unfinished``)."""
         why = []
-        for method, vary in dict.fromkeys((m, w.get("vary")) for m, w in models):
-            base = {} if vary is None else {"vary": vary}
-            clean = self.rows(method, {**base, "metric": Metric.CLEAN_ACC})
+        for label, clean in self._clean_rows(models):
             if "plateaued" in clean.columns:
                 still = clean[clean["plateaued"].astype(str) == "False"]
                 if len(still):
                     seeds = ", ".join(sorted({str(s) for s in still.seed}))
-                    why.append(f"{self.label(method, base)} was still improving when its "
-                               f"budget ended (seed {seeds})")
+                    why.append(f"{label} was still improving when its budget ended "
+                               f"(seed {seeds})")
         return why + self._weak_upstream(models)
 
     def _weak_upstream(self, models: list[Rate]) -> list[str]:

@@ -13,7 +13,7 @@ public model. This report answers it from the results table alone, per source fa
 A claim that rests on a model whose clean accuracy is within :data:`NEAR_CHANCE` of chance is
 ``not checkable``: an untrained network's 0 % ASR is not robustness. So is one resting on a model
 that was still improving when its budget ended, or whose source was
-(:meth:`~transferguard.reports.claims.ClaimTester.unfinished_models`, as for every other claim).
+(:meth:`~transferguard.reports.claims.ClaimTester.weak_models`, as for every other claim).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import pandas as pd
 
 from ...reports.claims import ClaimTester
 from ...reports.common import (
-    NEAR_CHANCE,
     Finding,
     Report,
     apply_scale,
@@ -123,17 +122,7 @@ def worst_attack(df: pd.DataFrame, method: str) -> str | None:
     return best
 
 
-def _clean(df: pd.DataFrame, method: str) -> float:
-    sub = df[(df.method == method) & (df.metric == Metric.CLEAN_ACC)]
-    return float(sub.value.mean()) if len(sub) else math.nan
-
-
-def _near_chance(df: pd.DataFrame, method: str, chance: float) -> bool:
-    acc = _clean(df, method)
-    return not math.isnan(acc) and acc < chance + NEAR_CHANCE
-
-
-def check_claims(df: pd.DataFrame, family: str, chance: float) -> list[Finding]:
+def check_claims(df: pd.DataFrame, family: str) -> list[Finding]:
     """The :data:`CLAIMS` of one family as findings with effect, interval and verdict."""
     out = []
     have = set(df.method)
@@ -142,10 +131,7 @@ def check_claims(df: pd.DataFrame, family: str, chance: float) -> list[Finding]:
         needed = [c.a] + ([] if c.b == NOISE else [c.b])
         if not set(needed) <= have:
             continue
-        weak = [f"{m}'s clean accuracy {100 * _clean(df, m):.1f} % is within "
-                f"{100 * NEAR_CHANCE:.0f} points of chance ({100 * chance:.0f} %)"
-                for m in needed if _near_chance(df, m, chance)]
-        weak += ClaimTester(df).unfinished_models([(m, {}) for m in needed])
+        weak = ClaimTester(df).weak_models([(m, {}) for m in needed])
         if weak:
             out.append(Finding(text, None, "not checkable: " + "; ".join(weak), about_attack=True))
             continue
@@ -272,8 +258,6 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: Paper2Plan) -> Report:
         save_figure(asr_figure(fdf, order, f"{fam.family}: ASR of attacks crafted on the source"),
                     out_dir / png)
         md += [f"![{fam.family} suite ASR]({png})", ""]
-        n_classes = fdf[fdf.metric == "n_classes"].value  # chance: the target tasks' classes
-        chance = 1 / float(n_classes.max()) if len(n_classes) else 0.0
-        findings += check_claims(fdf, fam.family, chance)
+        findings += check_claims(fdf, fam.family)
     md += ["## Which claims held on this run", "", findings_markdown(findings), ""]
     return Report("\n".join(md), findings)
