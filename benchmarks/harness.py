@@ -146,10 +146,10 @@ class Settings:
     use_torchattacks: bool = True
     install_torchattacks: bool = True
     #: ``gpu`` group (CUDA only): ``fit`` / bare-loop steps per timed call, FGSM batch on the GPU,
-    #: and whether it runs ``reproduce demo`` (fp32 and bf16) as well.
+    #: and which of its parts run (``train``, ``fgsm``, ``demo``: ``reproduce demo`` fp32 and bf16).
     gpu_steps: int = 20
     gpu_fgsm_batch: int = 1024
-    gpu_demo: bool = True
+    gpu_parts: tuple[str, ...] = ("train", "fgsm", "demo")
 
     @classmethod
     def quick(cls) -> Settings:

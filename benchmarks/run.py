@@ -92,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-malloc-tuning", action="store_true",
                    help="keep glibc's default malloc thresholds (the CLI raises them)")
     p.add_argument("--out-dir", type=Path, default=HERE, help="where latest.json/.md go")
+    p.add_argument("--gpu-part", action="append", choices=["train", "fgsm", "demo"],
+                   help="gpu group: run only this part (repeatable; default: all three)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         s.reps = s.train_reps = args.reps
     s.install_torchattacks = not args.no_install
     s.use_torchattacks = not args.no_torchattacks
+    if args.gpu_part:
+        s.gpu_parts = tuple(args.gpu_part)
     # A plain run takes every group but those with DEFAULT = False; --demo adds the demo.
     names = args.only or [g for g, module in GROUPS.items()
                            if getattr(module, "DEFAULT", True) or (g == "demo" and args.demo)]

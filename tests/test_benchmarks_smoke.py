@@ -179,6 +179,21 @@ def test_gpu_group_code_path_runs_on_the_cpu(bench, groups, monkeypatch):
     assert all("GPU utilisation" in r.note for r in rows[-2:])  # the demo rows say it
 
 
+def test_gpu_group_runs_only_the_parts_asked_for(bench, groups, monkeypatch):
+    """``--gpu-part fgsm`` (``Settings.gpu_parts``): only the FGSM-sweep rows, no training or demo
+    (the GPU session's short re-measure after its experiments)."""
+    gpu = groups["gpu"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu, "DEVICE", "cpu")
+    monkeypatch.setattr(gpu, "_train_rows", lambda s: pytest.fail("training part ran"))
+    monkeypatch.setattr(gpu, "_demo_rows", lambda: pytest.fail("demo part ran"))
+    torch.set_num_threads(1)
+    s = bench.Settings(reps=1, warmup=0, fgsm_k=2, gpu_fgsm_batch=4, gpu_parts=("fgsm",))
+    assert [r.benchmark for r in gpu.run(s)] == [
+        "gpu fgsm_sweep: crafting vs 1 fwd+bwd",
+        "gpu fgsm_sweep: crafting vs 1 fwd+bwd + k projections"]
+
+
 def test_gpu_sampler_parses_nvidia_smi_lines(groups):
     gpu = groups["gpu"]
     assert gpu.parse_gpu_samples("87, 10240\n 3, 512\n\n[N/A], 0\n") == [(87.0, 10240.0),

@@ -13,13 +13,14 @@ Measured side by side in one run, as ratios (absolute seconds depend on the mach
    the GPU against one bare forward+backward+sign, as the CPU ``fgsm_sweep`` group's crafting
    row (target <= 1.2), and against that plus the k projections (info);
 3. ``transferguard reproduce demo --seeds 1 --device cuda`` with ``--precision fp32`` and
-   ``--precision bf16`` (``auto`` means bf16 on CUDA), each in a subprocess with an empty
+   ``--precision bf16`` (``auto`` is fp32 at the offline scales), each in a subprocess with an empty
    temporary ``--store`` and data cache (``TRANSFERGUARD_CACHE``): wall time, info rows, with
    the GPU's mean and peak utilisation and peak memory over the run (``nvidia-smi`` sampled
    every 0.5 s, :class:`GpuSampler`).
 
 Every timing synchronises the device (``torch.cuda.synchronize()``) before the clock stops and
-each case is warmed up (``Settings.warmup`` rounds). About 2-3 minutes on one H200.
+each case is warmed up (``Settings.warmup`` rounds). About 2-3 minutes on one H200;
+``--gpu-part train|fgsm|demo`` (repeatable) runs only those parts (``Settings.gpu_parts``).
 
 Without CUDA ``run`` returns one info row "gpu: skipped (no CUDA)" and times nothing, and the
 group stays out of a plain run (``DEFAULT`` is ``torch.cuda.is_available()``), so ``make bench``
@@ -373,12 +374,13 @@ def run(s: Settings) -> list[Row]:
         return [skipped_row()]
     name = torch.cuda.get_device_name(0) if torch.device(DEVICE).type == "cuda" else DEVICE
     print(f"[gpu] {name}, torch {torch.__version__}", file=sys.stderr, flush=True)
-    rows = _train_rows(s)
-    try:
-        rows += _fgsm_rows(s)
-    except Exception as err:  # noqa: BLE001 - one device run: report and go on
-        rows.append(_failed("gpu fgsm_sweep: not measured", err))
-    if s.gpu_demo:
+    rows = _train_rows(s) if "train" in s.gpu_parts else []
+    if "fgsm" in s.gpu_parts:
+        try:
+            rows += _fgsm_rows(s)
+        except Exception as err:  # noqa: BLE001 - one device run: report and go on
+            rows.append(_failed("gpu fgsm_sweep: not measured", err))
+    if "demo" in s.gpu_parts:
         try:
             rows += _demo_rows()
         except Exception as err:  # noqa: BLE001
