@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-malloc-tuning", action="store_true",
                    help="keep glibc's default malloc thresholds (the CLI raises them)")
     p.add_argument("--out-dir", type=Path, default=HERE, help="where latest.json/.md go")
-    p.add_argument("--gpu-part", action="append", choices=["train", "fgsm", "demo"],
+    p.add_argument("--gpu-part", action="append", choices=Settings.gpu_parts,
                    help="gpu group: run only this part (repeatable; default: all three)")
     args = p.parse_args(argv)
     if args.threads:
