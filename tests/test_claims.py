@@ -84,6 +84,29 @@ def test_paper_reports_without_image_counts_say_not_checkable():
     assert {f.verdict for f in found} == {"not checkable"}
 
 
+def test_an_undefined_gamma_says_which_white_box_rate_is_zero():
+    """γ = (a_b − a_w) / a_w has no value when white-box FGSM fooled every test image of a seed
+    (fig9's WRN-16-2 Scratch at 16/255): not checkable, and the evidence names the rate."""
+    rows = []
+    for m, wb in (("ft", [0.40, 0.45, 0.42]), ("scratch", [0.010, 0.003, 0.0])):
+        for s in range(3):
+            base = {"experiment": "t", "task": "Syn→M", "method": m, "arch": "dtn", "seed": s,
+                    "n_images": 1000, "n_classes": 10}
+            rows += [{**base, "attack": "none", "eps": 0.0, "metric": "clean_acc", "value": 0.95},
+                     {**base, "attack": "fgsm-white", "eps": 16 / 255, "metric": "adv_acc",
+                      "value": wb[s]},
+                     {**base, "attack": "fgsm-transfer", "eps": 16 / 255, "metric": "adv_acc",
+                      "value": 0.7}]
+    found = {f.claim: f for f in r1.check_findings(pd.DataFrame(rows))}
+    f = found["[Syn→M] γ of FT is below γ of Scratch (Fig. 5)"]
+    assert f.verdict == "not checkable"
+    assert "Scratch's fgsm-white adv_acc is 0 at seed 2" in f.evidence
+    assert "no image counts" not in f.evidence
+    # FT's own γ is defined in every seed: decided
+    assert found["[Syn→M] γ of FT drops below 0 at the paper's largest ε (Model A's examples "
+                 "beat white-box ones; the paper saw this on (M, U, S))"].verdict == "did not hold"
+
+
 def test_a_claim_resting_on_an_unfinished_ancestor_or_attack_source_is_not_checkable():
     df = _rows({"a": [0.9] * 3, "b": [0.5] * 3}, upstream_unfinished="")
     black = df.assign(attack="fgsm-transfer", eps=16 / 255, metric="adv_acc")

@@ -168,6 +168,25 @@ class ClaimTester:
         return bootstrap_stat({k: self.counts(m, w) for k, (m, w) in rates.items()}, stat,
                               values={k: self.values(m, w) for k, (m, w) in (values or {}).items()})
 
+    def why_no_effect(self, rates: Mapping[str, Rate]) -> str:
+        """Why :meth:`effect` gave nothing: rates without image counts (a run older than the
+        tested claims), or a rate at 0 where the statistic divides by it (γ when the white-box
+        attack fooled every test image of a seed)."""
+        old = [self.label(m, w) for m, w in rates.values() if not self.counts(m, w)]
+        if old:
+            return (f"no image counts for {', '.join(dict.fromkeys(old))} (a run older than the "
+                    "tested claims)")
+        zeros = []
+        for m, w in rates.values():
+            seeds = sorted({s for (s, _), (k, _n) in self.counts(m, w).items() if k == 0})
+            if seeds:
+                what = f"{w.get('attack', CLEAN)} {w.get('metric', Metric.CLEAN_ACC)}"
+                zeros.append(f"{self.label(m, w)}'s {what} is 0 at seed "
+                             f"{', '.join(map(str, seeds))}")
+        if zeros:
+            return "the effect is undefined: " + "; ".join(zeros) + " (the statistic divides by it)"
+        return "the effect is undefined on these models' rates"
+
     def claim(self, text: str, claimed: str, stat: Statistic, rates: Mapping[str, Rate],
               what: str, *, margin: float = 0.0, ratio: bool = False,
               values: Mapping[str, Rate] | None = None, about_attack: bool = False) -> Finding:
@@ -180,8 +199,7 @@ class ClaimTester:
                            about_attack=about_attack)
         eff = self.effect(stat, rates, values)
         if eff is None:
-            return Finding(text, None, "not checkable: no image counts for these models (a run "
-                                       "older than the tested claims) or an undefined effect",
+            return Finding(text, None, "not checkable: " + self.why_no_effect(rates),
                            about_attack=about_attack)
         verdict = decide(eff.low, eff.high, claimed=claimed, margin=margin)
         attacked = any(w.get("attack", CLEAN) != CLEAN for _, w in rates.values())
