@@ -15,7 +15,9 @@
 # in the detached process once the experiments are done, so the two never share the GPU; e.g.
 # PARTS="effnet bench" BENCH_PARTS=fgsm: the experiments first, then only the FGSM-sweep rows.
 # BENCH_PARTS: the gpu group's parts (train, fgsm, demo; default all). EXPS: the experiments
-# of part 3 (default the four EfficientNet-Lite0 ones).
+# of part 3 (default the four EfficientNet-Lite0 ones). SCALE: their --scale (default offline;
+# offline-gpu adds the EfficientNet-Lite0 family to the paper-2 ablations, e.g.
+# PARTS=effnet SCALE=offline-gpu EXPS=reno-fig4, ≈ 7.3 min of H200 by the cost plan).
 # GPU_DRY=1 runs the same steps on the CPU with tiny settings, to check the script here.
 set -u
 mode=${1:?start or wait}; limit=${2:?seconds}
@@ -81,7 +83,7 @@ if [ "$mode" = start ]; then
 cd "$PWD"; source $W/env.sh; export PYTHONUNBUFFERED=1
 for e in $EXPS; do
   s=\$(date +%s)
-  $PY -m transferguard reproduce \$e $SEEDS --device $DEV --precision fp32 --store $W/store \
+  $PY -m transferguard reproduce \$e $SEEDS --scale ${SCALE:-offline} --device $DEV --precision fp32 --store $W/store \
     --out $W/runs/\$e --quiet > $W/\$e.log 2>&1
   echo "\$e rc=\$? \$(( \$(date +%s) - s )) s" >> $W/times.txt
 done
