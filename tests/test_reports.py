@@ -157,6 +157,9 @@ def test_formatting_helpers() -> None:
     # two seeds: 60 ± t(0.975, 1) · 14.14 / √2 = 60 ± 127.1 (two seeds say little)
     assert mean_ci(pd.Series([0.5, 0.7])) == "60.0 ± 127.1"
     assert mean_ci(pd.Series([0.5, 0.6, 0.7])) == "60.0 ± 24.8"
+    # a seed without a value (γ with a white-box accuracy of 0) is left out, and said so
+    assert mean_ci(pd.Series([0.5, 0.7, float("nan")])) == "60.0 ± 127.1 (2 of 3 seeds)"
+    assert mean_ci(pd.Series([409.0, float("nan")]), pct=False) == "409.000 (1 of 2 seeds)"
 
 
 def test_every_experiment_listed_with_summary() -> None:

@@ -52,16 +52,19 @@ def ci_half_width(values: Any) -> float:
 
 def mean_ci(values: pd.Series, pct: bool = True) -> str:
     """'84.2 ± 1.3' (percent): the mean over seeds ± the half-width of its 95 % t-interval
-    (:func:`ci_half_width`); a single seed shows no ±."""
+    (:func:`ci_half_width`); a single seed shows no ±. Seeds whose value is undefined (nan, e.g.
+    γ when white-box FGSM fooled every image) are left out and counted: '145.1 (2 of 3 seeds)'."""
     v = values.dropna().astype(float)
     if v.empty:
         return "–"
     scale = 100.0 if pct else 1.0
     m = v.mean() * scale
     if len(v) == 1:
-        return f"{m:.1f}" if pct else f"{m:.3f}"
-    h = ci_half_width(v) * scale
-    return f"{m:.1f} ± {h:.1f}" if pct else f"{m:.3f} ± {h:.3f}"
+        text = f"{m:.1f}" if pct else f"{m:.3f}"
+    else:
+        h = ci_half_width(v) * scale
+        text = f"{m:.1f} ± {h:.1f}" if pct else f"{m:.3f} ± {h:.3f}"
+    return text if len(v) == len(values) else f"{text} ({len(v)} of {len(values)} seeds)"
 
 
 def pivot_mean_ci(df: pd.DataFrame, index: str, columns: str, pct: bool = True,
@@ -75,7 +78,8 @@ def pivot_mean_ci(df: pd.DataFrame, index: str, columns: str, pct: bool = True,
 
 #: How every report's tables and figures state their uncertainty.
 UNCERTAINTY_NOTE = ("Tables show the mean over seeds ± the half-width of its 95 % t-interval "
-                    "(no ± with one seed); figures draw the same interval as error bars or bands.")
+                    "(no ± with one seed; \"k of n seeds\" where the others have no value); "
+                    "figures draw the same interval as error bars or bands.")
 
 
 def md_table(df: pd.DataFrame, index_name: str | None = None) -> str:
