@@ -78,7 +78,7 @@ if [ "$mode" = start ]; then
   fi
   has effnet || EXPS=""
   log "part 3: EfficientNet-Lite0 experiments (${EXPS:-none}) ${LAST:+then the benchmark }detached"
-  cat > $W/effnet.sh <<EOF
+  cat > $W/detached.sh <<EOF
 #!/bin/bash
 cd "$PWD"; source $W/env.sh; export PYTHONUNBUFFERED=1
 for e in $EXPS; do
@@ -90,8 +90,8 @@ done
 $LAST
 echo done >> $W/times.txt
 EOF
-  chmod +x $W/effnet.sh
-  setsid nohup $W/effnet.sh > $W/effnet.out 2>&1 < /dev/null &
+  chmod +x $W/detached.sh
+  setsid nohup $W/detached.sh > $W/detached.out 2>&1 < /dev/null &
 fi
 
 # wait for part 3 (both modes), keeping 40 s to collect
