@@ -147,6 +147,7 @@ def test_paper2_eps_sweep_is_reported_apart_from_the_claims(tmp_path) -> None:
     assert section.count("**held**") == 2  # fine-tune ≫ re-training; linear most vulnerable
     assert report.claims()["total"] == len(report.findings) == 3
     assert (tmp_path / "syn_asr_over_eps.png").stat().st_size > 1000
+    assert common.UNCERTAINTY_NOTE in md  # what a table's ± means, as in paper 1's reports
 
 
 def test_formatting_helpers() -> None:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ...reports.claims import ClaimTester, Rate, diff, spearman
 from ...reports.common import (
+    UNCERTAINTY_NOTE,
     Finding,
     Report,
     apply_scale,
@@ -87,7 +88,10 @@ def build_report(df: pd.DataFrame, out_dir: Path, plan: Paper2Plan) -> Report:
     md += ["ASR = P(wrong on adversarial | correct on clean). The attack is PGD on the source model's "
            "penultimate features toward m·e_k (Rezaei et al.), crafted on the source alone and fed to "
            "every target. The noise control adds uniform noise of the same ε: an ASR close to it "
-           "is fragility, not attack.", ""]
+           "is fragility, not attack.", "",
+           f"{UNCERTAINTY_NOTE} An `average` column is the plain mean over domains and seeds, and "
+           "a scatter plot's points are each method × domain's mean over seeds (neither has an "
+           "interval).", ""]
     if plan.notes:
         md += [f"Notes: {plan.notes}", ""]
     findings: list[Finding] = []
