@@ -50,20 +50,19 @@ def ci_half_width(values: Any) -> float:
     return float(t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
 
 
-def mean_ci(values: pd.Series, pct: bool = True) -> str:
+def mean_ci(values: pd.Series, pct: bool = True, spec: str | None = None) -> str:
     """'84.2 ± 1.3' (percent): the mean over seeds ± the half-width of its 95 % t-interval
     (:func:`ci_half_width`); a single seed shows no ±. Seeds whose value is undefined (nan, e.g.
-    γ when white-box FGSM fooled every image) are left out and counted: '145.1 (2 of 3 seeds)'."""
+    γ when white-box FGSM fooled every image) are left out and counted: '145.1 (2 of 3 seeds)'.
+    ``spec``: the numbers' format (default ``.1f`` in percent, ``.3f`` otherwise)."""
     v = values.dropna().astype(float)
     if v.empty:
         return "–"
+    spec = spec or (".1f" if pct else ".3f")
     scale = 100.0 if pct else 1.0
-    m = v.mean() * scale
-    if len(v) == 1:
-        text = f"{m:.1f}" if pct else f"{m:.3f}"
-    else:
-        h = ci_half_width(v) * scale
-        text = f"{m:.1f} ± {h:.1f}" if pct else f"{m:.3f} ± {h:.3f}"
+    text = format(v.mean() * scale, spec)
+    if len(v) > 1:
+        text += " ± " + format(ci_half_width(v) * scale, spec)
     return text if len(v) == len(values) else f"{text} ({len(v)} of {len(values)} seeds)"
 
 

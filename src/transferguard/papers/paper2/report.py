@@ -18,7 +18,6 @@ from ...reports.common import (
     apply_scale,
     bar_plot,
     choose_yscale,
-    ci_half_width,
     findings_markdown,
     fmt_eps,
     legend_outside,
@@ -44,15 +43,8 @@ METRIC_TITLES = {
 
 
 def _cell(s: pd.Series, is_pct: bool) -> str:
-    return mean_ci(s, is_pct) if is_pct else _ratio_cell(s)
-
-
-def _ratio_cell(s: pd.Series) -> str:
-    v = s.dropna().astype(float)
-    if v.empty:
-        return "–"
-    out = f"{v.mean():.3g}"
-    return out + f" ± {ci_half_width(v):.3g}" if len(v) > 1 else out
+    """A percentage to one decimal, a plain number (a distance, a loss) to three significant digits."""
+    return mean_ci(s, is_pct, spec=None if is_pct else ".3g")
 
 
 def _table(df: pd.DataFrame, attack: str, metric: str, order: list[str]) -> str | None:
