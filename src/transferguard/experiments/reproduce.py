@@ -407,8 +407,9 @@ def reproduce_all(*, scale: str = "offline", seeds: int | None = None,
             "(ancestors included), i.e. what it costs on its own with an empty store, "
             "evaluation aside; both on the CPU unless the row names a device. Computed = when "
             "the row's run finished (UTC; – for runs recorded before run.json existed). Seeds = "
-            "how many seeds the claims were tested over (each claim is decided by a 95 % interval over seeds and test images; with one seed the "
-            "interval covers test-image sampling only).", "",
+            "how many seeds the claims were tested over (each claim is decided by a 95 % "
+            "interval over seeds and test images; with one seed the interval covers test-image "
+            "sampling only).", "",
             "| experiment | what it measures | claims held | seconds | training s alone | computed "
             "| seeds |",
             "|---|---|---|---|---|---|---|", *lines, "",

@@ -172,19 +172,20 @@ class ClaimTester:
         """Why :meth:`effect` gave nothing: rates without image counts (a run older than the
         tested claims), or a rate at 0 where the statistic divides by it (γ when the white-box
         attack fooled every test image of a seed)."""
-        old = [self.label(m, w) for m, w in rates.values() if not self.counts(m, w)]
+        counts = [(self.label(m, w), w, self.counts(m, w)) for m, w in rates.values()]
+        old = [label for label, _, c in counts if not c]
         if old:
             return (f"no image counts for {', '.join(dict.fromkeys(old))} (a run older than the "
                     "tested claims)")
         zeros = []
-        for m, w in rates.values():
-            seeds = sorted({s for (s, _), (k, _n) in self.counts(m, w).items() if k == 0})
+        for label, w, c in counts:
+            seeds = sorted({s for (s, _), (k, _n) in c.items() if k == 0})
             if seeds:
                 what = f"{w.get('attack', CLEAN)} {w.get('metric', Metric.CLEAN_ACC)}"
-                zeros.append(f"{self.label(m, w)}'s {what} is 0 at seed "
-                             f"{', '.join(map(str, seeds))}")
+                zeros.append(f"{label}'s {what} is 0 at seed {', '.join(map(str, seeds))}")
         if zeros:
-            return "the effect is undefined: " + "; ".join(zeros) + " (the statistic divides by it)"
+            return ("the effect is undefined (a rate it may divide by is 0): "
+                    + "; ".join(zeros))
         return "the effect is undefined on these models' rates"
 
     def claim(self, text: str, claimed: str, stat: Statistic, rates: Mapping[str, Rate],
